@@ -1,0 +1,49 @@
+package fsm
+
+import "fmt"
+
+// Code classifies an FSM business error so that callers on any node (the error
+// crosses the wire when a write is forwarded to the leader) can branch on it.
+type Code string
+
+// Error codes returned by Apply.
+const (
+	CodeNotFound      Code = "not_found"      // no such sandbox or session (or not the caller's)
+	CodeConflict      Code = "conflict"       // invalid lifecycle transition
+	CodeInvalid       Code = "invalid"        // the command is well-formed but its values are not
+	CodePoolExhausted Code = "pool_exhausted" // POOL_MAX_SIZE reached
+	CodeExists        Code = "exists"         // the id is already taken
+)
+
+// Error is a typed business error from Apply. It is returned, never panicked,
+// and state is unchanged when it is returned.
+type Error struct {
+	Code Code   `json:"code"`
+	Msg  string `json:"message"`
+}
+
+func (e *Error) Error() string {
+	if e.Msg == "" {
+		return string(e.Code)
+	}
+	return e.Msg
+}
+
+// Is makes errors.Is(err, fsm.ErrNotFound) match any *Error with that code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && t.Msg == ""
+}
+
+// Sentinels for errors.Is; they carry only a code.
+var (
+	ErrNotFound      = &Error{Code: CodeNotFound}
+	ErrConflict      = &Error{Code: CodeConflict}
+	ErrInvalid       = &Error{Code: CodeInvalid}
+	ErrPoolExhausted = &Error{Code: CodePoolExhausted}
+	ErrExists        = &Error{Code: CodeExists}
+)
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}

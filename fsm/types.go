@@ -1,0 +1,142 @@
+package fsm
+
+import "time"
+
+// SandboxState is where a sandbox is in its lifecycle. The FSM holds the
+// desired state; the reconciler makes the containers match it.
+type SandboxState string
+
+// Sandbox lifecycle: pending → idle → active → paused → terminating → removed,
+// and failed from any live state. A sandbox created on demand for an owner goes
+// pending → active directly. "removed" is never stored: the record is deleted.
+const (
+	StatePending     SandboxState = "pending"
+	StateIdle        SandboxState = "idle"
+	StateActive      SandboxState = "active"
+	StatePaused      SandboxState = "paused"
+	StateTerminating SandboxState = "terminating"
+	StateFailed      SandboxState = "failed"
+)
+
+// Resources are the limits a sandbox runs with.
+type Resources struct {
+	CPUCount float64 `json:"cpu_count"`
+	MemoryMB int64   `json:"memory_mb"`
+	DiskMB   int64   `json:"disk_mb"`
+}
+
+// Placement records where the driver put a sandbox and how to reach its agent.
+type Placement struct {
+	Driver        string `json:"driver"`         // "docker" or "nomad"
+	Node          string `json:"node"`           // host or Nomad node id
+	ContainerID   string `json:"container_id"`   // Docker container id or Nomad allocation id
+	IP            string `json:"ip"`             // empty when the sandbox has no network
+	AgentEndpoint string `json:"agent_endpoint"` // "unix:///path/agent.sock" or "http://host:port"
+	AgentSecret   string `json:"agent_secret,omitempty"`
+}
+
+// Sandbox is one isolated environment. Pool sandboxes have no Owner until
+// acquired; a released sandbox is destroyed, never handed to someone else.
+type Sandbox struct {
+	ID        string       `json:"id"`
+	Image     string       `json:"image"`
+	Resources Resources    `json:"resources"`
+	Network   bool         `json:"network"` // egress allowed
+	State     SandboxState `json:"state"`
+	Owner     string       `json:"owner,omitempty"`
+	SessionID string       `json:"session_id,omitempty"`
+	Placement Placement    `json:"placement"`
+	// Pool is true for sandboxes the warmer created ahead of demand.
+	Pool       bool   `json:"pool"`
+	FailReason string `json:"fail_reason,omitempty"`
+
+	CreatedAt    time.Time `json:"created_at"`
+	AcquiredAt   time.Time `json:"acquired_at,omitempty"`
+	LastActiveAt time.Time `json:"last_active_at,omitempty"`
+	// ExpiresAt is the hard end of the sandbox's life (zero: none).
+	ExpiresAt time.Time `json:"expires_at,omitempty"`
+	// IdleTimeout releases an owned sandbox unused for this long (zero: none).
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// Live reports whether the sandbox is placed or being placed.
+func (s *Sandbox) Live() bool {
+	switch s.State {
+	case StatePending, StateIdle, StateActive, StatePaused:
+		return true
+	}
+	return false
+}
+
+// Copy returns a deep copy; objects read from state must be copied before they change.
+func (s *Sandbox) Copy() *Sandbox {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	return &c
+}
+
+// SessionState is where a session is in its lifecycle.
+type SessionState string
+
+// Session states.
+const (
+	SessionActive  SessionState = "active"
+	SessionPaused  SessionState = "paused"
+	SessionDeleted SessionState = "deleted"
+)
+
+// Session is a user's long-lived claim on one sandbox of a chosen image and size.
+type Session struct {
+	ID        string       `json:"id"`
+	Owner     string       `json:"owner"`
+	Image     string       `json:"image"`
+	CPUCount  float64      `json:"cpu_count"`
+	MemoryMB  int64        `json:"memory_mb"`
+	Network   bool         `json:"network"`
+	State     SessionState `json:"state"`
+	SandboxID string       `json:"sandbox_id"`
+
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+	LastActiveAt time.Time     `json:"last_active_at"`
+	IdleTimeout  time.Duration `json:"idle_timeout,omitempty"`
+	MaxLifetime  time.Duration `json:"max_lifetime,omitempty"`
+
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// Copy returns a copy of the session.
+func (s *Session) Copy() *Session {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	return &c
+}
+
+// PoolConfig is the warm pool's desired shape, replicated so every node agrees.
+type PoolConfig struct {
+	MinSize   int       `json:"min_size"`
+	MaxSize   int       `json:"max_size"`
+	Image     string    `json:"image"`
+	Resources Resources `json:"resources"`
+}
+
+// PoolStats counts sandboxes by state.
+type PoolStats struct {
+	Total       int `json:"total"`
+	Pending     int `json:"pending"`
+	Idle        int `json:"idle"`
+	Active      int `json:"active"`
+	Paused      int `json:"paused"`
+	Terminating int `json:"terminating"`
+	Failed      int `json:"failed"`
+	MinSize     int `json:"min_size"`
+	MaxSize     int `json:"max_size"`
+}

@@ -1,0 +1,74 @@
+// Package placement turns the desired state in the FSM into running sandboxes.
+// The Driver interface is defined here, where the reconciler consumes it; the
+// docker (development) and nomad (production) packages implement it.
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// Spec is what a driver needs to start one sandbox.
+type Spec struct {
+	ID        string
+	Image     string
+	Resources fsm.Resources
+	// Network allows egress; false means no interface but loopback.
+	Network bool
+}
+
+// Instance is a sandbox as the driver sees it: a container or allocation
+// labelled with this cluster's name.
+type Instance struct {
+	SandboxID string
+	Placement fsm.Placement
+	// Running is false once the sandbox's process has exited or died.
+	Running bool
+	// Paused is true while the sandbox is frozen.
+	Paused bool
+	// Status is the driver's own word for the state, for logs.
+	Status string
+}
+
+// Driver places sandboxes. Every method is idempotent where it can be:
+// destroying a sandbox that is gone succeeds, pausing a paused one succeeds.
+type Driver interface {
+	// Name is "docker" or "nomad".
+	Name() string
+	// Create starts a sandbox and returns once its agent answers health checks.
+	Create(ctx context.Context, spec Spec) (fsm.Placement, error)
+	// Destroy stops and removes a sandbox and everything the driver made for it.
+	Destroy(ctx context.Context, sandboxID string) error
+	// Pause freezes a sandbox's processes, keeping memory.
+	Pause(ctx context.Context, sandboxID string) error
+	// Resume thaws a paused sandbox.
+	Resume(ctx context.Context, sandboxID string) error
+	// Update changes a running sandbox's limits.
+	Update(ctx context.Context, sandboxID string, res fsm.Resources) error
+	// List returns every sandbox this cluster owns, running or not.
+	List(ctx context.Context) ([]Instance, error)
+}
+
+// Errors a driver returns where a caller must branch.
+var (
+	// ErrNotFound means the driver has no sandbox with that id.
+	ErrNotFound = errors.New("sandbox not found in driver")
+)
+
+// ImageNotFoundError reports an image that is neither present nor pullable.
+type ImageNotFoundError struct {
+	Image string
+	Err   error
+}
+
+func (e *ImageNotFoundError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("image %q not found: %v", e.Image, e.Err)
+	}
+	return fmt.Sprintf("image %q not found", e.Image)
+}
+
+func (e *ImageNotFoundError) Unwrap() error { return e.Err }
