@@ -1,0 +1,392 @@
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// memDriver is an in-memory Driver: the reconciler's logic is tested here
+// against it; the Docker driver has its own tests against a real daemon.
+type memDriver struct {
+	mu        sync.Mutex
+	instances map[string]*Instance
+	failImage string // Create fails for this image
+	calls     []string
+}
+
+func newMemDriver() *memDriver { return &memDriver{instances: map[string]*Instance{}} }
+
+func (d *memDriver) Name() string { return "mem" }
+
+func (d *memDriver) record(call string) {
+	d.calls = append(d.calls, call)
+}
+
+func (d *memDriver) Create(_ context.Context, s Spec) (fsm.Placement, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.record("create " + s.ID)
+	if s.Image == d.failImage {
+		return fsm.Placement{}, &ImageNotFoundError{Image: s.Image}
+	}
+	p := fsm.Placement{Driver: "mem", ContainerID: "c-" + s.ID, AgentEndpoint: "unix:///nowhere/" + s.ID}
+	d.instances[s.ID] = &Instance{SandboxID: s.ID, Placement: p, Running: true, Status: "running"}
+	return p, nil
+}
+
+func (d *memDriver) Destroy(_ context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.record("destroy " + id)
+	delete(d.instances, id)
+	return nil
+}
+
+func (d *memDriver) Pause(_ context.Context, id string) error  { return d.setPaused(id, true) }
+func (d *memDriver) Resume(_ context.Context, id string) error { return d.setPaused(id, false) }
+func (d *memDriver) setPaused(id string, p bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in, ok := d.instances[id]
+	if !ok {
+		return ErrNotFound
+	}
+	in.Paused = p
+	return nil
+}
+
+func (d *memDriver) Update(_ context.Context, id string, _ fsm.Resources) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.record("update " + id)
+	return nil
+}
+
+func (d *memDriver) List(context.Context) ([]Instance, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Instance
+	for _, in := range d.instances {
+		out = append(out, *in)
+	}
+	return out, nil
+}
+
+func (d *memDriver) ids() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for id := range d.instances {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (d *memDriver) paused(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in, ok := d.instances[id]
+	return ok && in.Paused
+}
+
+// directApplier applies commands to an FSM in order, as one Raft node would.
+type directApplier struct {
+	mu    sync.Mutex
+	f     *fsm.FSM
+	index uint64
+}
+
+func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fsm.Hdr(c).Now.IsZero() {
+		fsm.Hdr(c).Now = time.Now().UTC()
+	}
+	b, err := fsm.Encode(c)
+	if err != nil {
+		return nil, err
+	}
+	a.index++
+	resp := a.f.Apply(&raft.Log{Index: a.index, Data: b}).(*fsm.Response)
+	return resp, resp.Error()
+}
+
+func (a *directApplier) ConsistentRead(context.Context) error { return nil }
+
+type rig struct {
+	t      *testing.T
+	f      *fsm.FSM
+	apply  *directApplier
+	driver *memDriver
+	reg    *prometheus.Registry
+	m      *Metrics
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newRig(t *testing.T, pool fsm.PoolConfig) *rig {
+	t.Helper()
+	f := fsm.New()
+	r := &rig{t: t, f: f, apply: &directApplier{f: f}, driver: newMemDriver(), reg: prometheus.NewRegistry()}
+	r.m = NewMetrics(r.reg)
+	r.mustApply(&fsm.SetPool{Pool: pool})
+	return r
+}
+
+func (r *rig) start() {
+	r.t.Helper()
+	rec := New(Config{Resync: 50 * time.Millisecond, Metrics: r.m}, r.driver, r.apply, r.f)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() { defer close(r.done); rec.Run(ctx) }()
+	r.t.Cleanup(r.stop)
+}
+
+func (r *rig) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+func (r *rig) mustApply(c fsm.Command) *fsm.Response {
+	r.t.Helper()
+	resp, err := r.apply.Apply(context.Background(), c)
+	if err != nil {
+		r.t.Fatalf("apply %T: %v", c, err)
+	}
+	return resp
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func (r *rig) eventually(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %s; state: %s; driver: %v", what, r.describe(), r.driver.ids())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counter reads a counter's value from the rig's registry.
+func (r *rig) counter(name string) float64 {
+	r.t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			var sum float64
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	return 0
+}
+
+func (r *rig) count(st fsm.SandboxState) int {
+	return len(r.f.SandboxesByState(st))
+}
+
+func (r *rig) describe() string {
+	var s string
+	for _, sb := range r.f.Sandboxes() {
+		s += fmt.Sprintf("%s:%s:%s ", sb.ID, sb.State, sb.Owner)
+	}
+	return s
+}
+
+var testPool = fsm.PoolConfig{MinSize: 3, MaxSize: 5, Image: "img", Resources: fsm.Resources{CPUCount: 1, MemoryMB: 256}}
+
+func TestReconcilerWarmsPoolAndRefillsAfterAcquire(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle sandboxes", func() bool { return r.count(fsm.StateIdle) == 3 })
+	if got := len(r.driver.ids()); got != 3 {
+		t.Fatalf("driver runs %d sandboxes, want 3", got)
+	}
+
+	resp := r.mustApply(&fsm.SandboxAcquire{Owner: "alice", NewID: NewID()})
+	if resp.Sandbox.State != fsm.StateActive {
+		t.Fatalf("acquired sandbox state %s, want active (taken from the pool)", resp.Sandbox.State)
+	}
+	r.eventually("pool refilled to 3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+
+	r.mustApply(&fsm.SandboxRelease{ID: resp.Sandbox.ID, Owner: "alice"})
+	r.eventually("released sandbox destroyed and forgotten", func() bool {
+		_, err := r.f.Sandbox(resp.Sandbox.ID)
+		return errors.Is(err, fsm.ErrNotFound)
+	})
+	for _, id := range r.driver.ids() {
+		if id == resp.Sandbox.ID {
+			t.Fatalf("released sandbox %s still has a container", id)
+		}
+	}
+}
+
+func TestReconcilerNeverExceedsMax(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 2, MaxSize: 4, Image: "img"})
+	r.start()
+	r.eventually("2 idle", func() bool { return r.count(fsm.StateIdle) == 2 })
+	var exhausted int
+	for i := 0; i < 10; i++ {
+		_, err := r.apply.Apply(context.Background(), &fsm.SandboxAcquire{Owner: "bob", NewID: NewID()})
+		if errors.Is(err, fsm.ErrPoolExhausted) {
+			exhausted++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(r.driver.ids()); n > 4 {
+			t.Fatalf("driver runs %d sandboxes, max is 4", n)
+		}
+	}
+	// The two idle ones at least were handed out; the warmer's refills may
+	// take the rest of the capacity, but never more than max in total.
+	granted := 10 - exhausted
+	if granted < 2 || granted > 4 {
+		t.Fatalf("%d of 10 acquires granted with max 4 and 2 idle, want 2-4", granted)
+	}
+	r.eventually("every granted sandbox active", func() bool { return r.count(fsm.StateActive) == granted })
+	time.Sleep(200 * time.Millisecond) // let the warmer try to overshoot
+	if n := len(r.driver.ids()); n > 4 {
+		t.Fatalf("driver runs %d sandboxes, max is 4", n)
+	}
+}
+
+func TestReconcilerReplacesContainerRemovedBehindItsBack(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	victim := r.driver.ids()[0]
+	r.driver.Destroy(context.Background(), victim)
+	r.eventually("victim forgotten", func() bool {
+		_, err := r.f.Sandbox(victim)
+		return errors.Is(err, fsm.ErrNotFound)
+	})
+	r.eventually("3 idle again", func() bool { return r.count(fsm.StateIdle) == 3 && len(r.driver.ids()) == 3 })
+}
+
+func TestReconcilerMarksOwnedDeadSandboxFailed(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	sb := r.mustApply(&fsm.SandboxAcquire{Owner: "carol", NewID: NewID()}).Sandbox
+	r.driver.mu.Lock()
+	r.driver.instances[sb.ID].Running = false
+	r.driver.instances[sb.ID].Status = "exited (137)"
+	r.driver.mu.Unlock()
+	r.eventually("owned sandbox failed", func() bool {
+		got, err := r.f.Sandbox(sb.ID)
+		return err == nil && got.State == fsm.StateFailed
+	})
+	got, _ := r.f.Sandbox(sb.ID)
+	if got.FailReason == "" {
+		t.Fatal("failed sandbox has no reason for its owner")
+	}
+	r.eventually("dead container removed", func() bool {
+		for _, id := range r.driver.ids() {
+			if id == sb.ID {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestReconcilerAdoptsKnownAndRemovesOrphans(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	r.stop()
+	live := r.driver.ids()
+	// A container of this cluster the state has never heard of.
+	r.driver.Create(context.Background(), Spec{ID: "orphan0000000000", Image: "img"})
+
+	r.start()
+	r.eventually("orphan removed", func() bool { return len(r.driver.ids()) == 3 })
+	if got := r.driver.ids(); fmt.Sprint(got) != fmt.Sprint(live) {
+		t.Fatalf("after restart driver runs %v, want the adopted %v", got, live)
+	}
+	if n := r.count(fsm.StateIdle); n != 3 {
+		t.Fatalf("%d idle after adoption, want 3", n)
+	}
+}
+
+func TestReconcilerCreateFailureBacksOff(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 1, MaxSize: 2, Image: "missing"})
+	r.driver.failImage = "missing"
+	r.start()
+	time.Sleep(500 * time.Millisecond)
+	r.driver.mu.Lock()
+	creates := 0
+	for _, c := range r.driver.calls {
+		if len(c) > 6 && c[:6] == "create" {
+			creates++
+		}
+	}
+	r.driver.mu.Unlock()
+	if creates == 0 || creates > 3 {
+		t.Fatalf("%d create attempts in 0.5 s for a missing image, want 1-3 (backoff)", creates)
+	}
+	if got := r.counter("pool_refill_failures_total"); got < 1 || int(got) != creates {
+		t.Fatalf("pool_refill_failures_total = %v, want %d (one per failed create)", got, creates)
+	}
+	if len(r.f.SandboxesByState(fsm.StateFailed)) > 1 {
+		t.Fatalf("failed pool sandboxes pile up: %s", r.describe())
+	}
+}
+
+func TestReconcilerPausesAndResumesSessions(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	resp := r.mustApply(&fsm.SessionCreate{ID: "s1", Owner: "dave", Image: "img", CPUCount: 2, MemoryMB: 1024, SandboxID: NewID()})
+	sb := resp.Sandbox.ID
+	r.eventually("limits updated to the session's", func() bool {
+		r.driver.mu.Lock()
+		defer r.driver.mu.Unlock()
+		for _, c := range r.driver.calls {
+			if c == "update "+sb {
+				return true
+			}
+		}
+		return false
+	})
+	r.mustApply(&fsm.SessionPause{ID: "s1", Owner: "dave"})
+	r.eventually("container paused", func() bool { return r.driver.paused(sb) })
+	r.mustApply(&fsm.SessionResume{ID: "s1", Owner: "dave"})
+	r.eventually("container resumed", func() bool { return !r.driver.paused(sb) })
+	r.mustApply(&fsm.SessionDelete{ID: "s1", Owner: "dave"})
+	r.eventually("session sandbox destroyed", func() bool {
+		_, err := r.f.Sandbox(sb)
+		return errors.Is(err, fsm.ErrNotFound)
+	})
+}
+
+func TestReconcilerReleasesIdleSandbox(t *testing.T) {
+	r := newRig(t, testPool)
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	sb := r.mustApply(&fsm.SandboxAcquire{Owner: "erin", NewID: NewID(), IdleTimeout: 100 * time.Millisecond}).Sandbox
+	r.eventually("idle sandbox released and removed", func() bool {
+		_, err := r.f.Sandbox(sb.ID)
+		return errors.Is(err, fsm.ErrNotFound)
+	})
+}
