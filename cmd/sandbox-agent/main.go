@@ -1,0 +1,76 @@
+// Command sandbox-agent runs inside every sandbox as its init process and
+// serves exec and file requests from the control plane; see package
+// placement/agent.
+//
+//	/.sandbox/agent -listen unix:///run/sandbox/agent.sock -workdir /workspace
+//	/.sandbox/agent -listen tcp://0.0.0.0:7777 -secret-file /secrets/agent
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+)
+
+// secretEnv carries the TCP bearer secret; it is never passed to execs.
+const secretEnv = "SANDBOX_AGENT_SECRET"
+
+func main() {
+	listen := flag.String("listen", "unix:///run/sandbox/agent.sock", "unix:///path.sock or tcp://host:port")
+	workdir := flag.String("workdir", "/workspace", "default working directory and HOME of execs")
+	secretFile := flag.String("secret-file", "", "file holding the bearer secret (TCP mode; or env "+secretEnv+")")
+	subreaper := flag.Bool("subreaper", false, "adopt and reap orphans when not running as PID 1")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "sandbox-agent: -log-level: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	secret := os.Getenv(secretEnv)
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			log.Error("sandbox-agent: read secret", "err", err)
+			os.Exit(1)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+
+	err := agent.Run(context.Background(), agent.RunConfig{
+		Listen:    *listen,
+		Subreaper: *subreaper,
+		Server: agent.ServerConfig{
+			Workdir: *workdir,
+			Secret:  secret,
+			Env:     childEnv(),
+			Logger:  log,
+		},
+	})
+	if err != nil {
+		log.Error("sandbox-agent: exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+// childEnv is the container's environment as execs should see it: without
+// the agent's secret, and without HOME, which the agent sets to the workdir.
+func childEnv() map[string]string {
+	env := make(map[string]string)
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == secretEnv || k == "HOME" || k == "" {
+			continue
+		}
+		env[k] = v
+	}
+	return env
+}

@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// RunConfig is how the sandbox-agent binary is started.
+type RunConfig struct {
+	// Listen is "unix:///run/sandbox/agent.sock" or "tcp://0.0.0.0:7777".
+	Listen string
+	// Server configures the API; a TCP listener requires Server.Secret.
+	Server ServerConfig
+	// Subreaper makes the agent adopt and reap orphaned descendants when it
+	// is not PID 1 (as PID 1 it does so anyway).
+	Subreaper bool
+	// ShutdownGrace is how long children get after SIGTERM is forwarded
+	// before they are killed (default 5 s).
+	ShutdownGrace time.Duration
+}
+
+// Run serves the agent API until ctx ends or SIGTERM/SIGINT arrives. It is
+// the whole life of the sandbox-agent process: as PID 1 it reaps every
+// zombie, and on a signal it forwards the signal to every process of the
+// sandbox, waits up to ShutdownGrace, kills what is left and returns.
+func Run(ctx context.Context, cfg RunConfig) error {
+	log := cfg.Server.withDefaults().Logger.With("component", "sandbox-agent")
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 5 * time.Second
+	}
+	isInit := os.Getpid() == 1
+	if cfg.Subreaper && !isInit {
+		if err := SetChildSubreaper(); err != nil {
+			return fmt.Errorf("agent: set child subreaper: %w", err)
+		}
+	}
+	cfg.Server.ReapAll = isInit || cfg.Subreaper
+
+	// Signals are subscribed before serving so none is lost at start-up.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	l, cleanup, err := listen(cfg.Listen, cfg.Server.Secret)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	srv := NewServer(cfg.Server)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.Info("agent: serving", "listen", cfg.Listen, "pid", os.Getpid(), "uid", os.Getuid(), "init", isInit)
+
+	var sig os.Signal
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+		sig = syscall.SIGTERM
+	case sig = <-sigs:
+	}
+	log.Info("agent: shutting down", "signal", sig.String())
+	forward := func(s syscall.Signal) {
+		if isInit {
+			// As init of the sandbox's PID namespace, -1 is exactly the
+			// sandbox's processes; never do this outside one.
+			_ = syscall.Kill(-1, s)
+		}
+		srv.Signal(s)
+	}
+	forward(sig.(syscall.Signal))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if isInit {
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// listen opens the listener and returns what removes it afterwards.
+func listen(addr, secret string) (net.Listener, func(), error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		sock := strings.TrimPrefix(addr, "unix://")
+		if !filepath.IsAbs(sock) {
+			return nil, nil, fmt.Errorf("agent: listen %q: socket path must be absolute", addr)
+		}
+		// A socket left by a previous run of this sandbox would make bind fail.
+		if fi, err := os.Lstat(sock); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+			_ = os.Remove(sock)
+		}
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: listen %q: %w", addr, err)
+		}
+		// Access control is the per-sandbox host directory holding the
+		// socket; the control plane may run under another uid than ours.
+		if err := os.Chmod(sock, 0o666); err != nil {
+			_ = l.Close()
+			return nil, nil, fmt.Errorf("agent: chmod socket: %w", err)
+		}
+		return l, func() { _ = os.Remove(sock) }, nil
+	case strings.HasPrefix(addr, "tcp://"):
+		if secret == "" {
+			return nil, nil, fmt.Errorf("agent: listen %q: a TCP listener needs a secret (-secret-file or SANDBOX_AGENT_SECRET)", addr)
+		}
+		l, err := net.Listen("tcp", strings.TrimPrefix(addr, "tcp://"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: listen %q: %w", addr, err)
+		}
+		return l, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("agent: listen %q: want unix:///path or tcp://host:port", addr)
+}
