@@ -1,0 +1,29 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// apply stamps the header (time, request id) and commits cmd. Cluster
+// failures become 503; the FSM's business errors pass through typed.
+func (s *Server) apply(ctx context.Context, cmd fsm.Command, requestID string) (*fsm.Response, error) {
+	h := fsm.Hdr(cmd)
+	h.Now = time.Now().UTC()
+	h.RequestID = requestID
+	resp, err := s.cluster.Apply(ctx, cmd)
+	if err != nil {
+		var fe *fsm.Error
+		if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, errUnavailable("cluster unavailable", err)
+	}
+	if err := resp.Error(); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}

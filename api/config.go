@@ -1,0 +1,337 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Modes of the API. Development trusts the token endpoint's body (the guide's
+// open flow); production issues tokens only against an API key.
+const (
+	ModeDevelopment = "development"
+	ModeProduction  = "production"
+)
+
+// DefaultJWTSecret is the guide's default; it is refused in production mode.
+const DefaultJWTSecret = "cloud-sandbox-secret"
+
+// minProductionSecret is the shortest HS256 secret production accepts: a
+// shorter one is brute-forceable from a single captured token.
+const minProductionSecret = 32
+
+// Roles a token can carry.
+const (
+	RoleUser  = "user"
+	RoleAdmin = "admin"
+)
+
+// APIKey maps a production API key to the identity its tokens carry.
+type APIKey struct {
+	Key  string
+	User string
+	Role string
+}
+
+// Config configures the REST API.
+type Config struct {
+	// JWTSecret signs and verifies HS256 tokens.
+	JWTSecret string
+	// Mode is ModeDevelopment or ModeProduction.
+	Mode string
+	// APIKeys are the keys production mode issues tokens for.
+	APIKeys []APIKey
+	// Issuer is the iss claim written and required.
+	Issuer     string
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+
+	// DefaultImage is used when a session or acquire names no image.
+	DefaultImage    string
+	DefaultCPUCount float64
+	DefaultMemoryMB int64
+
+	// ReadyTimeout bounds how long acquire and session create wait for a
+	// sandbox created on demand to become active.
+	ReadyTimeout time.Duration
+	// MaxBodyBytes bounds JSON bodies; MaxUploadBytes raw and tar uploads.
+	MaxBodyBytes   int64
+	MaxUploadBytes int64
+	// MaxOutputBytes caps each of stdout and stderr of one execution.
+	MaxOutputBytes int64
+	// MaxExecTimeout is the largest timeout an execution may ask for.
+	MaxExecTimeout time.Duration
+	// DefaultExecTimeout applies when a request names none.
+	DefaultExecTimeout time.Duration
+
+	// RateLimitRPS and RateLimitBurst shape each user's token bucket.
+	RateLimitRPS   float64
+	RateLimitBurst int
+
+	// TouchInterval is the least time between two activity records of one sandbox.
+	TouchInterval time.Duration
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the development defaults of api/DESIGN.md.
+func DefaultConfig() Config {
+	return Config{
+		JWTSecret:          DefaultJWTSecret,
+		Mode:               ModeDevelopment,
+		Issuer:             "cloud-sandbox",
+		AccessTTL:          24 * time.Hour,
+		RefreshTTL:         7 * 24 * time.Hour,
+		DefaultImage:       "python:3.11-slim",
+		DefaultCPUCount:    1,
+		DefaultMemoryMB:    512,
+		ReadyTimeout:       60 * time.Second,
+		MaxBodyBytes:       10 << 20,
+		MaxUploadBytes:     100 << 20,
+		MaxOutputBytes:     1 << 20,
+		MaxExecTimeout:     300 * time.Second,
+		DefaultExecTimeout: 30 * time.Second,
+		RateLimitRPS:       50,
+		RateLimitBurst:     100,
+		TouchInterval:      10 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.JWTSecret == "" && c.Mode != ModeProduction {
+		c.JWTSecret = d.JWTSecret
+	}
+	if c.Mode == "" {
+		c.Mode = d.Mode
+	}
+	if c.Issuer == "" {
+		c.Issuer = d.Issuer
+	}
+	if c.AccessTTL == 0 {
+		c.AccessTTL = d.AccessTTL
+	}
+	if c.RefreshTTL == 0 {
+		c.RefreshTTL = d.RefreshTTL
+	}
+	if c.DefaultImage == "" {
+		c.DefaultImage = d.DefaultImage
+	}
+	if c.DefaultCPUCount == 0 {
+		c.DefaultCPUCount = d.DefaultCPUCount
+	}
+	if c.DefaultMemoryMB == 0 {
+		c.DefaultMemoryMB = d.DefaultMemoryMB
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = d.ReadyTimeout
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = d.MaxUploadBytes
+	}
+	if c.MaxOutputBytes == 0 {
+		c.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if c.MaxExecTimeout == 0 {
+		c.MaxExecTimeout = d.MaxExecTimeout
+	}
+	if c.DefaultExecTimeout == 0 {
+		c.DefaultExecTimeout = min(d.DefaultExecTimeout, c.MaxExecTimeout)
+	}
+	if c.RateLimitRPS == 0 {
+		c.RateLimitRPS = d.RateLimitRPS
+	}
+	if c.RateLimitBurst == 0 {
+		c.RateLimitBurst = d.RateLimitBurst
+	}
+	if c.TouchInterval == 0 {
+		c.TouchInterval = d.TouchInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work. New calls it after
+// filling defaults.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case ModeDevelopment:
+	case ModeProduction:
+		if c.JWTSecret == DefaultJWTSecret {
+			return errors.New("JWT_SECRET: the default secret is refused in production mode; set a random secret of at least 32 bytes")
+		}
+		if len(c.JWTSecret) < minProductionSecret {
+			return fmt.Errorf("JWT_SECRET: production mode needs at least %d bytes, got %d", minProductionSecret, len(c.JWTSecret))
+		}
+		if len(c.APIKeys) == 0 {
+			return errors.New("API_KEYS: production mode issues tokens only against an API key; set API_KEYS=key:user[:role],...")
+		}
+	default:
+		return fmt.Errorf("SANDBOX_MODE: %q is neither %q nor %q", c.Mode, ModeDevelopment, ModeProduction)
+	}
+	if c.JWTSecret == "" {
+		return errors.New("JWT_SECRET: empty")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.APIKeys {
+		if k.Key == "" {
+			return fmt.Errorf("API_KEYS: entry %d has an empty key", i+1)
+		}
+		if seen[k.Key] {
+			return fmt.Errorf("API_KEYS: entry %d repeats a key", i+1)
+		}
+		seen[k.Key] = true
+		if !validUserID(k.User) {
+			return fmt.Errorf("API_KEYS: entry %d: user %q must be 1-128 characters of [A-Za-z0-9._@-]", i+1, k.User)
+		}
+		if k.Role != RoleUser && k.Role != RoleAdmin {
+			return fmt.Errorf("API_KEYS: entry %d: role %q must be user or admin", i+1, k.Role)
+		}
+	}
+	switch {
+	case c.Issuer == "":
+		return errors.New("issuer: empty")
+	case c.AccessTTL <= 0 || c.RefreshTTL <= 0:
+		return errors.New("token TTLs must be positive")
+	case c.RefreshTTL < c.AccessTTL:
+		return errors.New("refresh TTL must not be shorter than access TTL")
+	case c.ReadyTimeout <= 0:
+		return errors.New("SANDBOX_READY_TIMEOUT must be positive")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("MAX_BODY_BYTES must be positive")
+	case c.MaxUploadBytes <= 0:
+		return errors.New("MAX_UPLOAD_BYTES must be positive")
+	case c.MaxOutputBytes <= 0:
+		return errors.New("MAX_OUTPUT_BYTES must be positive")
+	case c.MaxExecTimeout < time.Second:
+		return errors.New("MAX_EXEC_TIMEOUT must be at least 1s")
+	case c.DefaultExecTimeout < time.Second || c.DefaultExecTimeout > c.MaxExecTimeout:
+		return fmt.Errorf("default exec timeout %s must be within 1s..%s", c.DefaultExecTimeout, c.MaxExecTimeout)
+	case c.RateLimitRPS <= 0:
+		return errors.New("RATE_LIMIT_RPS must be positive")
+	case c.RateLimitBurst < 1:
+		return errors.New("RATE_LIMIT_BURST must be at least 1")
+	case c.DefaultCPUCount < minCPU || c.DefaultCPUCount > maxCPU:
+		return fmt.Errorf("default cpu_count %g out of range %g-%g", c.DefaultCPUCount, minCPU, maxCPU)
+	case c.DefaultMemoryMB < minMemoryMB || c.DefaultMemoryMB > maxMemoryMB:
+		return fmt.Errorf("default memory_mb %d out of range %d-%d", c.DefaultMemoryMB, minMemoryMB, maxMemoryMB)
+	}
+	return nil
+}
+
+// ConfigFromEnv reads the environment variables of api/DESIGN.md over the
+// defaults. getenv is os.Getenv in main and a map in tests. Unset or empty
+// variables keep their default; a bad value is an error naming the variable.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	var err error
+	set := func(name string, parse func(string) error) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" || err != nil {
+			return
+		}
+		if perr := parse(v); perr != nil {
+			err = fmt.Errorf("%s=%q: %w", name, v, perr)
+		}
+	}
+	set("JWT_SECRET", func(v string) error { c.JWTSecret = v; return nil })
+	set("SANDBOX_MODE", func(v string) error {
+		if v != ModeDevelopment && v != ModeProduction {
+			return fmt.Errorf("must be %q or %q", ModeDevelopment, ModeProduction)
+		}
+		c.Mode = v
+		return nil
+	})
+	set("API_KEYS", func(v string) (e error) { c.APIKeys, e = ParseAPIKeys(v); return e })
+	set("SANDBOX_IMAGE", func(v string) error { c.DefaultImage = v; return nil })
+	set("MAX_BODY_BYTES", func(v string) (e error) { c.MaxBodyBytes, e = parsePositiveInt(v); return e })
+	set("MAX_UPLOAD_BYTES", func(v string) (e error) { c.MaxUploadBytes, e = parsePositiveInt(v); return e })
+	set("MAX_OUTPUT_BYTES", func(v string) (e error) { c.MaxOutputBytes, e = parsePositiveInt(v); return e })
+	set("MAX_EXEC_TIMEOUT", func(v string) (e error) { c.MaxExecTimeout, e = parseSeconds(v); return e })
+	set("SANDBOX_READY_TIMEOUT", func(v string) (e error) { c.ReadyTimeout, e = parseSeconds(v); return e })
+	set("RATE_LIMIT_RPS", func(v string) error {
+		f, perr := strconv.ParseFloat(v, 64)
+		if perr != nil || f <= 0 {
+			return errors.New("must be a positive number")
+		}
+		c.RateLimitRPS = f
+		return nil
+	})
+	set("RATE_LIMIT_BURST", func(v string) error {
+		n, perr := parsePositiveInt(v)
+		c.RateLimitBurst = int(n)
+		return perr
+	})
+	if err != nil {
+		return Config{}, err
+	}
+	c.DefaultExecTimeout = min(c.DefaultExecTimeout, c.MaxExecTimeout)
+	return c, c.Validate()
+}
+
+// ParseAPIKeys parses API_KEYS: "key:user[:role],..." (role defaults to user).
+func ParseAPIKeys(v string) ([]APIKey, error) {
+	var keys []APIKey
+	for i, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		parts := strings.Split(entry, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("entry %d: want key:user[:role]", i+1)
+		}
+		k := APIKey{Key: parts[0], User: parts[1], Role: RoleUser}
+		if len(parts) == 3 {
+			k.Role = parts[2]
+		}
+		if !validUserID(k.User) {
+			return nil, fmt.Errorf("entry %d: user must be 1-128 characters of [A-Za-z0-9._@-]", i+1)
+		}
+		if k.Role != RoleUser && k.Role != RoleAdmin {
+			return nil, fmt.Errorf("entry %d: role %q must be user or admin", i+1, k.Role)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no keys")
+	}
+	return keys, nil
+}
+
+func parsePositiveInt(v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("must be a positive integer")
+	}
+	return n, nil
+}
+
+// parseSeconds accepts "300" (seconds) or a Go duration such as "5m".
+func parseSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0, errors.New("must be positive")
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("must be a positive number of seconds or a duration like 5m")
+	}
+	return d, nil
+}
+
+var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,128}$`)
+
+func validUserID(s string) bool { return userIDPattern.MatchString(s) }

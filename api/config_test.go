@@ -1,0 +1,89 @@
+package api
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	const strong = "0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
+			if c.Mode != ModeDevelopment || c.JWTSecret != DefaultJWTSecret || c.AccessTTL != 24*time.Hour ||
+				c.RefreshTTL != 7*24*time.Hour || c.MaxBodyBytes != 10<<20 || c.MaxExecTimeout != 300*time.Second ||
+				c.RateLimitRPS != 50 || c.RateLimitBurst != 100 || c.ReadyTimeout != 60*time.Second {
+				t.Fatalf("defaults = %+v", c)
+			}
+		}},
+		{name: "all set", env: map[string]string{
+			"JWT_SECRET": strong, "SANDBOX_MODE": "production", "API_KEYS": "k1:alice, k2:ops:admin",
+			"SANDBOX_IMAGE": "img:2", "MAX_BODY_BYTES": "1024", "MAX_UPLOAD_BYTES": "2048", "MAX_OUTPUT_BYTES": "512",
+			"MAX_EXEC_TIMEOUT": "10", "RATE_LIMIT_RPS": "2.5", "RATE_LIMIT_BURST": "7", "SANDBOX_READY_TIMEOUT": "5s",
+		}, check: func(t *testing.T, c Config) {
+			want := []APIKey{{"k1", "alice", RoleUser}, {"k2", "ops", RoleAdmin}}
+			if len(c.APIKeys) != 2 || c.APIKeys[0] != want[0] || c.APIKeys[1] != want[1] {
+				t.Fatalf("keys = %+v", c.APIKeys)
+			}
+			if c.DefaultImage != "img:2" || c.MaxBodyBytes != 1024 || c.MaxUploadBytes != 2048 || c.MaxOutputBytes != 512 ||
+				c.MaxExecTimeout != 10*time.Second || c.DefaultExecTimeout != 10*time.Second || c.RateLimitRPS != 2.5 ||
+				c.RateLimitBurst != 7 || c.ReadyTimeout != 5*time.Second {
+				t.Fatalf("config = %+v", c)
+			}
+		}},
+		{name: "production refuses default secret", env: map[string]string{"SANDBOX_MODE": "production", "API_KEYS": "k:a"}, wantErr: "default secret"},
+		{name: "production refuses short secret", env: map[string]string{"SANDBOX_MODE": "production", "JWT_SECRET": "short", "API_KEYS": "k:a"}, wantErr: "at least 32"},
+		{name: "production needs api keys", env: map[string]string{"SANDBOX_MODE": "production", "JWT_SECRET": strong}, wantErr: "API_KEYS"},
+		{name: "unknown mode", env: map[string]string{"SANDBOX_MODE": "staging"}, wantErr: "SANDBOX_MODE"},
+		{name: "bad api key entry", env: map[string]string{"API_KEYS": "justakey"}, wantErr: "API_KEYS"},
+		{name: "bad api key role", env: map[string]string{"API_KEYS": "k:alice:root"}, wantErr: "role"},
+		{name: "bad body limit", env: map[string]string{"MAX_BODY_BYTES": "ten"}, wantErr: "MAX_BODY_BYTES"},
+		{name: "negative output", env: map[string]string{"MAX_OUTPUT_BYTES": "-1"}, wantErr: "MAX_OUTPUT_BYTES"},
+		{name: "bad exec timeout", env: map[string]string{"MAX_EXEC_TIMEOUT": "soon"}, wantErr: "MAX_EXEC_TIMEOUT"},
+		{name: "zero rps", env: map[string]string{"RATE_LIMIT_RPS": "0"}, wantErr: "RATE_LIMIT_RPS"},
+		{name: "bad burst", env: map[string]string{"RATE_LIMIT_BURST": "1.5"}, wantErr: "RATE_LIMIT_BURST"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ConfigFromEnv(func(k string) string { return c.env[k] })
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ConfigFromEnv: %v", err)
+			}
+			c.check(t, cfg)
+		})
+	}
+}
+
+// TestNewRefusesProductionDefaults checks the server itself will not start
+// in production with the default secret, whatever built the Config.
+func TestNewRefusesProductionDefaults(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		name string
+		cfg  Config
+	}{
+		{"default secret", Config{Mode: ModeProduction, JWTSecret: DefaultJWTSecret, APIKeys: []APIKey{{"k", "a", RoleUser}}}},
+		{"empty secret", Config{Mode: ModeProduction, APIKeys: []APIKey{{"k", "a", RoleUser}}}},
+		{"no keys", Config{Mode: ModeProduction, JWTSecret: strings.Repeat("s", 40)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := New(c.cfg, Deps{Cluster: e.node, State: e.fsm, Registry: prometheus.NewRegistry()}); err == nil {
+				t.Fatal("New accepted a production config it must refuse")
+			}
+		})
+	}
+}

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// metrics are the API's collectors, named as the user guide names them.
+type metrics struct {
+	executions      *prometheus.CounterVec
+	execDuration    *prometheus.HistogramVec
+	sessionsCreated prometheus.Counter
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
+}
+
+// newMetrics registers the API's collectors on reg. Pool and session gauges
+// are computed from the local FSM at scrape time, so every node reports the
+// replicated truth instead of counting events it happened to see.
+func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
+	m := &metrics{
+		executions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "executions_total",
+			Help: "Executions served by this node, by language and outcome (ok, error, timeout).",
+		}, []string{"language", "status"}),
+		execDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "execution_duration_seconds",
+			Help:    "Wall time of executions as seen by the API, including the agent round trip.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"language"}),
+		sessionsCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessions_created_total",
+			Help: "Sessions created through this node.",
+		}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests by method, route pattern and status code.",
+		}, []string{"method", "route", "status"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "HTTP request latency by method and route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+	stat := func(f func(fsm.PoolStats) int) func() float64 {
+		return func() float64 { return float64(f(st.PoolStats())) }
+	}
+	sessions := func(want fsm.SessionState) func() float64 {
+		return func() float64 {
+			n := 0
+			for _, s := range st.Sessions() {
+				if (want == "" && s.State != fsm.SessionDeleted) || s.State == want {
+					n++
+				}
+			}
+			return float64(n)
+		}
+	}
+	collectors := []prometheus.Collector{
+		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_total",
+			Help: "Sandboxes in the cluster's state, in any state."}, stat(func(p fsm.PoolStats) int { return p.Total })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_active",
+			Help: "Sandboxes handed to a user or session."}, stat(func(p fsm.PoolStats) int { return p.Active })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_idle",
+			Help: "Warm sandboxes waiting in the pool."}, stat(func(p fsm.PoolStats) int { return p.Idle })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessions_total",
+			Help: "Sessions that are not deleted."}, sessions("")),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessions_active",
+			Help: "Sessions in the active state."}, sessions(fsm.SessionActive)),
+	}
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("register collector: %w (one api.Server per registry)", err)
+			}
+			return nil, fmt.Errorf("register collector: %w", err)
+		}
+	}
+	return m, nil
+}

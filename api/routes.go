@@ -1,0 +1,102 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// handlerFunc is a handler that returns its error for writeError to render,
+// so every failure path goes through the one error renderer.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		writeError(w, r, err)
+	}
+}
+
+// routes builds the public API. Middleware order: request id → logger →
+// recoverer → metrics, then per group authentication, rate limit and a body
+// limit sized for what the group accepts.
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(requestID, s.logRequests, recoverer, s.instrument)
+	r.NotFound(handlerFunc(func(http.ResponseWriter, *http.Request) error { return errNotFound("route") }).ServeHTTP)
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: codeBadRequest, Msg: "method not allowed"})
+	})
+
+	r.Method(http.MethodGet, "/health", handlerFunc(s.handleHealth))
+	// /metrics is open as on every Prometheus target: it carries counts, no
+	// user data, and scrapers rarely hold tokens.
+	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Group(func(r chi.Router) {
+			r.Use(s.limitByIP, limitBody(s.cfg.MaxBodyBytes))
+			r.Method(http.MethodPost, "/auth/token", handlerFunc(s.handleToken))
+			r.Method(http.MethodPost, "/auth/refresh", handlerFunc(s.handleRefresh))
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate, s.limitByUser)
+			r.Group(func(r chi.Router) {
+				r.Use(limitBody(s.cfg.MaxBodyBytes))
+				r.Method(http.MethodPost, "/auth/revoke", handlerFunc(s.handleRevoke))
+
+				r.Route("/sessions", func(r chi.Router) {
+					r.Method(http.MethodPost, "/", handlerFunc(s.handleCreateSession))
+					r.Method(http.MethodGet, "/", handlerFunc(s.handleListSessions))
+					r.Route("/{session_id}", func(r chi.Router) {
+						r.Method(http.MethodGet, "/", handlerFunc(s.handleGetSession))
+						r.Method(http.MethodDelete, "/", s.handleDeleteSession())
+						r.Method(http.MethodPost, "/pause", s.handlePauseSession())
+						r.Method(http.MethodPost, "/resume", s.handleResumeSession())
+					})
+				})
+
+				r.Route("/sandbox", func(r chi.Router) {
+					r.Method(http.MethodPost, "/acquire", handlerFunc(s.handleAcquire))
+					r.Method(http.MethodPost, "/release", handlerFunc(s.handleRelease))
+					r.Method(http.MethodGet, "/stats", handlerFunc(s.handleStats))
+					r.Method(http.MethodGet, "/{sandbox_id}", handlerFunc(s.handleGetSandbox))
+				})
+				r.Method(http.MethodGet, "/sandboxes", handlerFunc(s.handleListSandboxes))
+
+				r.Method(http.MethodPost, "/execute", handlerFunc(s.handleExecute))
+				r.Method(http.MethodPost, "/execute/stream", handlerFunc(s.handleExecuteStream))
+
+				r.Method(http.MethodPut, "/files", handlerFunc(s.handleWriteFile))
+				r.Method(http.MethodGet, "/files", handlerFunc(s.handleListFiles))
+				r.Method(http.MethodDelete, "/files", handlerFunc(s.handleDeleteFile))
+				r.Method(http.MethodGet, "/files/content", handlerFunc(s.handleReadContent))
+				r.Method(http.MethodPost, "/files/mkdir", handlerFunc(s.handleMkdir))
+				r.Method(http.MethodGet, "/files/archive", handlerFunc(s.handleDownload))
+			})
+			// Raw and tar uploads get the larger upload limit.
+			r.Group(func(r chi.Router) {
+				r.Use(limitBody(s.cfg.MaxUploadBytes))
+				r.Method(http.MethodPut, "/files/content", handlerFunc(s.handleWriteContent))
+				r.Method(http.MethodPut, "/files/archive", handlerFunc(s.handleUpload))
+			})
+		})
+	})
+	return r
+}
+
+// opsRoutes is the operator listener: read-only, no token, no user data.
+func (s *Server) opsRoutes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(requestID, s.logRequests, recoverer)
+	r.NotFound(handlerFunc(func(http.ResponseWriter, *http.Request) error { return errNotFound("route") }).ServeHTTP)
+	r.Method(http.MethodGet, "/health", handlerFunc(s.handleHealth))
+	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r.Method(http.MethodGet, "/api/v1/sandbox/stats", handlerFunc(s.handleStats))
+	r.Method(http.MethodGet, "/api/v1/cluster", handlerFunc(s.handleCluster))
+	return r
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{ErrorLog: nil})
+}

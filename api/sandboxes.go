@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+type acquireRequest struct {
+	Image   string `json:"image"`
+	Network bool   `json:"network"`
+}
+
+// handleAcquire hands the caller a sandbox: an idle pool sandbox costs one
+// Raft apply; with none idle the FSM adds a pending one for the caller and
+// we wait (bounded) for the reconciler to place it.
+func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	var req acquireRequest
+	if err := decodeJSON(r, &req, true); err != nil {
+		return err
+	}
+	if req.Image != "" {
+		if err := validImage(req.Image); err != nil {
+			return err
+		}
+	}
+	reqID, err := requestIDFor(r, p, "acquire")
+	if err != nil {
+		return err
+	}
+	cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network}
+	resp, err := s.apply(r.Context(), cmd, reqID)
+	if err != nil {
+		return err
+	}
+	sb, err := s.waitActive(r.Context(), resp.Sandbox.ID, resp.Index)
+	if errors.Is(err, errNotReady) && reqID == "" {
+		// Without an idempotency key the client cannot find this sandbox
+		// again by retrying, so do not leave it running for nobody.
+		s.releaseQuietly(p, resp.Sandbox.ID, "not ready in time")
+	}
+	if errors.Is(err, errNotReady) {
+		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+			Msg: "sandbox not ready in time; retry with the same Idempotency-Key to keep waiting", RetryAfter: 2}
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewSandbox(sb))
+	return nil
+}
+
+// releaseQuietly releases a sandbox from a background context (the request's
+// may be done) and only logs a failure: the reaper catches what this misses.
+func (s *Server) releaseQuietly(p *principal, id, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := &fsm.SandboxRelease{ID: id, Owner: p.User, Admin: p.admin(), Reason: reason}
+	if _, err := s.apply(ctx, cmd, ""); err != nil {
+		s.log.Warn("release sandbox", "sandbox.id", id, "err", err)
+	}
+}
+
+type releaseRequest struct {
+	SandboxID string `json:"sandbox_id"`
+}
+
+type releaseResponse struct {
+	SandboxID string `json:"sandbox_id"`
+	Status    string `json:"status"`
+}
+
+func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	var req releaseRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		return err
+	}
+	if req.SandboxID == "" {
+		return errBadRequest("sandbox_id is required")
+	}
+	reqID, err := requestIDFor(r, p, "release")
+	if err != nil {
+		return err
+	}
+	cmd := &fsm.SandboxRelease{ID: req.SandboxID, Owner: p.User, Admin: p.admin(), Reason: "released by user"}
+	if _, err := s.apply(r.Context(), cmd, reqID); err != nil {
+		return err
+	}
+	s.agents.forget(req.SandboxID)
+	writeJSON(w, http.StatusOK, releaseResponse{SandboxID: req.SandboxID, Status: string(fsm.StateTerminating)})
+	return nil
+}
+
+type statsResponse struct {
+	Total       int    `json:"total"`
+	Idle        int    `json:"idle"`
+	Active      int    `json:"active"`
+	Pending     int    `json:"pending"`
+	Paused      int    `json:"paused"`
+	Terminating int    `json:"terminating"`
+	Failed      int    `json:"failed"`
+	MinSize     int    `json:"min_size"`
+	MaxSize     int    `json:"max_size"`
+	Image       string `json:"image"`
+}
+
+// handleStats reports the pool: counts only, no user data, so it is also
+// served on the operator listener without a token.
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) error {
+	st := s.state.PoolStats()
+	writeJSON(w, http.StatusOK, statsResponse{
+		Total: st.Total, Idle: st.Idle, Active: st.Active, Pending: st.Pending, Paused: st.Paused,
+		Terminating: st.Terminating, Failed: st.Failed, MinSize: st.MinSize, MaxSize: st.MaxSize,
+		Image: s.state.Pool().Image,
+	})
+	return nil
+}
+
+func (s *Server) handleGetSandbox(w http.ResponseWriter, r *http.Request) error {
+	sb, err := s.ownedSandbox(r, chi.URLParam(r, "sandbox_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewSandbox(sb))
+	return nil
+}
+
+func (s *Server) handleListSandboxes(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	var list []*fsm.Sandbox
+	if p.admin() {
+		list = s.state.Sandboxes()
+	} else {
+		list = s.state.SandboxesByOwner(p.User)
+	}
+	out := make([]sandboxView, 0, len(list))
+	for _, sb := range list {
+		out = append(out, viewSandbox(sb))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sandboxes": out})
+	return nil
+}
+
+// ownedSandbox returns sandbox id if the caller may see it. Another user's
+// sandbox is "not found", exactly like an unknown id, so ids cannot be probed.
+func (s *Server) ownedSandbox(r *http.Request, id string) (*fsm.Sandbox, error) {
+	p := principalFrom(r.Context())
+	if id == "" {
+		return nil, errBadRequest("sandbox_id is required")
+	}
+	sb, err := s.state.Sandbox(id)
+	if err != nil {
+		// This node may lag the write that created it on another node:
+		// catch up once before answering 404.
+		if cerr := s.cluster.ConsistentRead(r.Context()); cerr == nil {
+			sb, err = s.state.Sandbox(id)
+		}
+	}
+	if err != nil || (sb.Owner != p.User && !p.admin()) {
+		return nil, errNotFound("sandbox " + id)
+	}
+	return sb, nil
+}

@@ -1,0 +1,87 @@
+package api
+
+import (
+	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// sandboxView is the sandbox JSON of api/DESIGN.md.
+type sandboxView struct {
+	SandboxID   string  `json:"sandbox_id"`
+	ContainerID string  `json:"container_id"`
+	Status      string  `json:"status"`
+	IP          string  `json:"ip"`
+	Image       string  `json:"image"`
+	UserID      string  `json:"user_id"`
+	SessionID   string  `json:"session_id"`
+	CPUCount    float64 `json:"cpu_count"`
+	MemoryMB    int64   `json:"memory_mb"`
+	CreatedAt   string  `json:"created_at"`
+}
+
+func viewSandbox(sb *fsm.Sandbox) sandboxView {
+	return sandboxView{
+		SandboxID:   sb.ID,
+		ContainerID: sb.Placement.ContainerID,
+		Status:      string(sb.State),
+		IP:          sb.Placement.IP,
+		Image:       sb.Image,
+		UserID:      sb.Owner,
+		SessionID:   sb.SessionID,
+		CPUCount:    sb.Resources.CPUCount,
+		MemoryMB:    sb.Resources.MemoryMB,
+		CreatedAt:   rfc3339(sb.CreatedAt),
+	}
+}
+
+// sessionView is the session JSON of api/DESIGN.md.
+type sessionView struct {
+	SessionID     string  `json:"session_id"`
+	UserID        string  `json:"user_id"`
+	Image         string  `json:"image"`
+	CPUCount      float64 `json:"cpu_count"`
+	MemoryMB      int64   `json:"memory_mb"`
+	Network       bool    `json:"network"`
+	Status        string  `json:"status"`
+	SandboxID     string  `json:"sandbox_id"`
+	SandboxStatus string  `json:"sandbox_status"`
+	CreatedAt     string  `json:"created_at"`
+	UpdatedAt     string  `json:"updated_at"`
+	LastActiveAt  string  `json:"last_active_at"`
+	IdleTimeout   int64   `json:"idle_timeout"`
+	MaxLifetime   int64   `json:"max_lifetime"`
+}
+
+// viewSession renders a session with its sandbox's current state ("removed"
+// once the sandbox record is gone, e.g. after delete).
+func (s *Server) viewSession(se *fsm.Session) sessionView {
+	sbStatus := "removed"
+	if sb, err := s.state.Sandbox(se.SandboxID); err == nil {
+		sbStatus = string(sb.State)
+	}
+	return sessionView{
+		SessionID:     se.ID,
+		UserID:        se.Owner,
+		Image:         se.Image,
+		CPUCount:      se.CPUCount,
+		MemoryMB:      se.MemoryMB,
+		Network:       se.Network,
+		Status:        string(se.State),
+		SandboxID:     se.SandboxID,
+		SandboxStatus: sbStatus,
+		CreatedAt:     rfc3339(se.CreatedAt),
+		UpdatedAt:     rfc3339(se.UpdatedAt),
+		LastActiveAt:  rfc3339(se.LastActiveAt),
+		IdleTimeout:   int64(se.IdleTimeout / time.Second),
+		MaxLifetime:   int64(se.MaxLifetime / time.Second),
+	}
+}
+
+// rfc3339 formats t in UTC; the zero time is "" rather than year 1.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
