@@ -1,0 +1,14 @@
+package fsm
+
+func applyTokenRevoke(t *tx, c *TokenRevoke) *Response {
+	if c.TokenID == "" {
+		return fail(errorf(CodeInvalid, "token id is required"))
+	}
+	// Revoking twice fails so that refresh-token rotation is atomic: of two
+	// concurrent refreshes with the same token, only one wins.
+	if raw, err := t.txn.First(tableTokens, "id", c.TokenID); err == nil && raw != nil {
+		return fail(errorf(CodeExists, "token %s is already revoked", c.TokenID))
+	}
+	t.putToken(c.TokenID, c.ExpiresAt)
+	return &Response{}
+}

@@ -1,0 +1,179 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the replicated state machine. Raft calls Apply, Snapshot and Restore
+// from one goroutine; the read methods (query.go) are safe to call from any
+// goroutine at any time and see a committed state.
+type FSM struct {
+	// db is swapped whole by Restore; readers load it once per query.
+	db atomic.Pointer[memdb.MemDB]
+
+	watchMu sync.Mutex
+	watchCh chan struct{}
+
+	log *slog.Logger
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// Option configures an FSM.
+type Option func(*FSM)
+
+// WithLogger sets the logger (default slog.Default()); Apply logs only
+// skipped unknown commands.
+func WithLogger(l *slog.Logger) Option {
+	return func(f *FSM) { f.log = l.With("component", "fsm") }
+}
+
+// New returns an empty state machine.
+func New(opts ...Option) *FSM {
+	f := &FSM{watchCh: make(chan struct{}), log: slog.Default().With("component", "fsm")}
+	for _, o := range opts {
+		o(f)
+	}
+	f.db.Store(newDB())
+	return f
+}
+
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		// The schema is a constant; a failure is a programming error.
+		panic(fmt.Sprintf("fsm: invalid memdb schema: %v", err))
+	}
+	return db
+}
+
+// Apply applies one committed log entry and always returns a *Response. A
+// business error is returned in Response.Err with state unchanged. An entry
+// that cannot be decoded is a corrupt log and panics, unless its type carries
+// IgnoreUnknownTypeFlag and this version does not know it.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		if len(l.Data) > 0 && CommandType(l.Data[0])&IgnoreUnknownTypeFlag != 0 && errors.Is(err, ErrUnknownCommand) {
+			f.log.Warn("skipping unknown command type", "raft.index", l.Index, "command.type", l.Data[0])
+			f.skip(l.Index)
+			return &Response{Index: l.Index}
+		}
+		panic(fmt.Sprintf("fsm: corrupt log entry at index %d: %v", l.Index, err))
+	}
+	return f.applyCommand(l.Index, cmd)
+}
+
+func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
+	h := Hdr(cmd)
+	db := f.db.Load()
+	t := newTx(db, index, h.Now)
+	// Expired request IDs are dropped before the lookup, so retention is
+	// exactly requestRetention whatever else is applied.
+	t.prune()
+	if h.RequestID != "" {
+		if prior := t.request(h.RequestID); prior != nil {
+			t.commit()
+			f.notify()
+			if prior.Response == nil {
+				return &Response{Index: prior.Index}
+			}
+			return prior.Response.copy()
+		}
+	}
+	resp := dispatch(t, cmd)
+	resp.Index = index
+	if resp.Err != nil {
+		// Business errors leave state unchanged: drop the half-done writes
+		// and only do the bookkeeping.
+		t.abort()
+		t = newTx(db, index, h.Now)
+	}
+	if h.RequestID != "" {
+		t.putRequest(h.RequestID, resp.copy())
+	}
+	t.prune()
+	t.commit()
+	f.notify()
+	return resp
+}
+
+// skip records that the entry at index was applied without effect.
+func (f *FSM) skip(index uint64) {
+	t := newTx(f.db.Load(), index, time.Time{})
+	t.commit()
+	f.notify()
+}
+
+// dispatch runs the command's apply function. Adding a command: a type and a
+// line in newCommand (command.go), one line in appliers, one applyX function.
+func dispatch(t *tx, cmd Command) *Response {
+	fn, ok := appliers[cmd.Type()]
+	if !ok {
+		// newCommand knows the type but nobody wired its apply function.
+		panic(fmt.Sprintf("fsm: no apply function for command type %d", cmd.Type()))
+	}
+	return fn(t, cmd)
+}
+
+var appliers = map[CommandType]func(*tx, Command) *Response{
+	TypeSetPool:        handler(applySetPool),
+	TypeSandboxCreate:  handler(applySandboxCreate),
+	TypeSandboxPlaced:  handler(applySandboxPlaced),
+	TypeSandboxFailed:  handler(applySandboxFailed),
+	TypeSandboxAcquire: handler(applySandboxAcquire),
+	TypeSandboxRelease: handler(applySandboxRelease),
+	TypeSandboxRemoved: handler(applySandboxRemoved),
+	TypeSandboxTouch:   handler(applySandboxTouch),
+	TypeSessionCreate:  handler(applySessionCreate),
+	TypeSessionPause:   handler(applySessionPause),
+	TypeSessionResume:  handler(applySessionResume),
+	TypeSessionDelete:  handler(applySessionDelete),
+	TypeSessionsPurge:  handler(applySessionsPurge),
+	TypeTokenRevoke:    handler(applyTokenRevoke),
+}
+
+func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {
+	return func(t *tx, c Command) *Response { return fn(t, c.(C)) }
+}
+
+// Watch returns a channel that is closed at the next Apply or Restore after
+// the call, so waiters block on change instead of polling.
+func (f *FSM) Watch() <-chan struct{} {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	return f.watchCh
+}
+
+func (f *FSM) notify() {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	close(f.watchCh)
+	f.watchCh = make(chan struct{})
+}
+
+// fail is the response of a command refused with a business error.
+func fail(err *Error) *Response { return &Response{Err: err} }
+
+// copy returns a response whose objects the caller may change freely.
+func (r *Response) copy() *Response {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Sandbox = r.Sandbox.Copy()
+	c.Session = r.Session.Copy()
+	if r.Err != nil {
+		e := *r.Err
+		c.Err = &e
+	}
+	return &c
+}
