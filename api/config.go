@@ -72,6 +72,15 @@ type Config struct {
 	RateLimitRPS   float64
 	RateLimitBurst int
 
+	// DefaultIdleTimeout releases an acquired sandbox (or deletes a session)
+	// unused for this long when the request names no timeout; zero: never.
+	// It is what keeps an agent that forgets to release from holding a
+	// sandbox forever.
+	DefaultIdleTimeout time.Duration
+	// DefaultLifetime is the hard end of an acquired sandbox's or a session's
+	// life when the request names none; zero: none.
+	DefaultLifetime time.Duration
+
 	// TouchInterval is the least time between two activity records of one sandbox.
 	TouchInterval time.Duration
 
@@ -98,6 +107,8 @@ func DefaultConfig() Config {
 		RateLimitRPS:       50,
 		RateLimitBurst:     100,
 		TouchInterval:      10 * time.Second,
+		DefaultIdleTimeout: 30 * time.Minute,
+		DefaultLifetime:    24 * time.Hour,
 	}
 }
 
@@ -258,6 +269,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	set("MAX_UPLOAD_BYTES", func(v string) (e error) { c.MaxUploadBytes, e = parsePositiveInt(v); return e })
 	set("MAX_OUTPUT_BYTES", func(v string) (e error) { c.MaxOutputBytes, e = parsePositiveInt(v); return e })
 	set("MAX_EXEC_TIMEOUT", func(v string) (e error) { c.MaxExecTimeout, e = parseSeconds(v); return e })
+	set("SANDBOX_IDLE_TIMEOUT", func(v string) (e error) { c.DefaultIdleTimeout, e = parseSecondsOrZero(v); return e })
+	set("SANDBOX_MAX_LIFETIME", func(v string) (e error) { c.DefaultLifetime, e = parseSecondsOrZero(v); return e })
 	set("SANDBOX_READY_TIMEOUT", func(v string) (e error) { c.ReadyTimeout, e = parseSeconds(v); return e })
 	set("RATE_LIMIT_RPS", func(v string) error {
 		f, perr := strconv.ParseFloat(v, 64)
@@ -315,6 +328,14 @@ func parsePositiveInt(v string) (int64, error) {
 		return 0, errors.New("must be a positive integer")
 	}
 	return n, nil
+}
+
+// parseSecondsOrZero is parseSeconds that also accepts "0" for "none".
+func parseSecondsOrZero(v string) (time.Duration, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	return parseSeconds(v)
 }
 
 // parseSeconds accepts "300" (seconds) or a Go duration such as "5m".

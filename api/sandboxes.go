@@ -34,7 +34,8 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network}
+	cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network,
+		IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
 	resp, err := s.apply(r.Context(), cmd, reqID)
 	if err != nil {
 		return err

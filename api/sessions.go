@@ -43,6 +43,7 @@ func (s *Server) sessionCommand(req sessionRequest, owner string) (*fsm.SessionC
 	cmd := &fsm.SessionCreate{
 		ID: newID(), Owner: owner, SandboxID: newID(), Network: req.Network,
 		Image: req.Image, CPUCount: s.cfg.DefaultCPUCount, MemoryMB: s.cfg.DefaultMemoryMB,
+		IdleTimeout: s.cfg.DefaultIdleTimeout, MaxLifetime: s.cfg.DefaultLifetime,
 	}
 	if cmd.Image == "" {
 		cmd.Image = s.cfg.DefaultImage
@@ -67,8 +68,8 @@ func (s *Server) sessionCommand(req sessionRequest, owner string) (*fsm.SessionC
 		v    *int64
 		dst  *time.Duration
 	}{{"idle_timeout", req.IdleTimeout, &cmd.IdleTimeout}, {"max_lifetime", req.MaxLifetime, &cmd.MaxLifetime}} {
-		if f.v == nil {
-			continue
+		if f.v == nil || *f.v == 0 {
+			continue // the server default
 		}
 		if *f.v < 0 || *f.v > int64(365*24*time.Hour/time.Second) {
 			return nil, errUnprocessable("%s must be between 0 and one year in seconds", f.name)
