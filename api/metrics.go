@@ -62,13 +62,24 @@ func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
 	}
 	collectors := []prometheus.Collector{
 		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_total",
-			Help: "Sandboxes in the cluster's state, in any state."}, stat(func(p fsm.PoolStats) int { return p.Total })),
+		// The guide's *_total names are counters (promtool refuses the
+		// suffix on a gauge): sandboxes and sessions ever created in the
+		// cluster, replicated in the FSM so every node reports the same.
+		// The current numbers are sandboxes_live and sessions_open.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sandboxes_total",
+			Help: "Sandboxes created in the cluster since it began (pool and on demand)."},
+			func() float64 { n, _ := st.Created(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_live",
+			Help: "Sandboxes pending, idle, active or paused."},
+			stat(func(p fsm.PoolStats) int { return p.Pending + p.Idle + p.Active + p.Paused })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_active",
 			Help: "Sandboxes handed to a user or session."}, stat(func(p fsm.PoolStats) int { return p.Active })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxes_idle",
 			Help: "Warm sandboxes waiting in the pool."}, stat(func(p fsm.PoolStats) int { return p.Idle })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessions_total",
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sessions_total",
+			Help: "Sessions created in the cluster since it began."},
+			func() float64 { _, n := st.Created(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessions_open",
 			Help: "Sessions that are not deleted."}, sessions("")),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessions_active",
 			Help: "Sessions in the active state."}, sessions(fsm.SessionActive)),

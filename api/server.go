@@ -40,6 +40,8 @@ type State interface {
 	SessionsByOwner(owner string) []*fsm.Session
 	Pool() fsm.PoolConfig
 	PoolStats() fsm.PoolStats
+	// Created counts sandboxes and sessions ever created in the cluster.
+	Created() (sandboxes, sessions uint64)
 	TokenRevoked(id string) bool
 	AppliedIndex() uint64
 	// Watch returns a channel closed at the next apply.

@@ -92,5 +92,12 @@ func (f *FSM) TokenRevoked(id string) bool {
 	return raw != nil
 }
 
+// Created returns how many sandboxes and sessions were ever created in the
+// cluster (monotonic; replicated, so every node reports the same numbers).
+func (f *FSM) Created() (sandboxes, sessions uint64) {
+	m := readMeta(f.read())
+	return m.SandboxesCreated, m.SessionsCreated
+}
+
 // AppliedIndex is the Raft index of the last entry applied or restored.
 func (f *FSM) AppliedIndex() uint64 { return readMeta(f.read()).AppliedIndex }

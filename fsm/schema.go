@@ -49,6 +49,10 @@ type metaRow struct {
 	AppliedIndex uint64
 	Counts       PoolStats // MinSize and MaxSize unused here
 	Requests     int
+	// Created counts every sandbox and session ever created: monotonic, so
+	// they can be exported as Prometheus counters.
+	SandboxesCreated uint64
+	SessionsCreated  uint64
 }
 
 func schema() *memdb.DBSchema {

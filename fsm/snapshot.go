@@ -24,6 +24,9 @@ type snapshotDoc struct {
 	Sessions     []*Session       `json:"sessions"`
 	Requests     []*requestRecord `json:"requests"`
 	Tokens       []*tokenRecord   `json:"tokens"`
+	// Added after v1's fixture; absent in older snapshots (read as 0).
+	SandboxesCreated uint64 `json:"sandboxes_created,omitempty"`
+	SessionsCreated  uint64 `json:"sessions_created,omitempty"`
 }
 
 // Snapshot captures the state in O(1) (a memdb snapshot); the work of
@@ -57,7 +60,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("encode pool: %w", err)
 	}
-	fmt.Fprintf(bw, "{\"version\":%d,\n\"applied_index\":%d,\n\"pool\":%s", snapshotVersion, meta.AppliedIndex, pool)
+	fmt.Fprintf(bw, "{\"version\":%d,\n\"applied_index\":%d,\n\"sandboxes_created\":%d,\n\"sessions_created\":%d,\n\"pool\":%s",
+		snapshotVersion, meta.AppliedIndex, meta.SandboxesCreated, meta.SessionsCreated, pool)
 	for _, table := range []struct{ name, key string }{
 		{tableSandboxes, "sandboxes"},
 		{tableSessions, "sessions"},
@@ -117,7 +121,8 @@ func buildDB(doc *snapshotDoc) (*memdb.MemDB, error) {
 	db := newDB()
 	txn := db.Txn(true)
 	defer txn.Abort()
-	meta := metaRow{Key: singletonKey, AppliedIndex: doc.AppliedIndex}
+	meta := metaRow{Key: singletonKey, AppliedIndex: doc.AppliedIndex,
+		SandboxesCreated: doc.SandboxesCreated, SessionsCreated: doc.SessionsCreated}
 	if err := txn.Insert(tablePool, &poolRow{Key: singletonKey, Config: doc.Pool}); err != nil {
 		return nil, fmt.Errorf("insert pool: %w", err)
 	}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -89,6 +90,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		{"stats", f.PoolStats(), h.f.PoolStats()},
 		{"applied index", f.AppliedIndex(), h.f.AppliedIndex()},
 		{"token revoked", f.TokenRevoked("tok-1"), true},
+		{"created counters", fmt.Sprint(f.Created()), "8 3"},
 		{"owner index", f.SandboxesByOwner("carol"), h.f.SandboxesByOwner("carol")},
 		{"state index", f.SandboxesByState(StateIdle), h.f.SandboxesByState(StateIdle)},
 		{"persist again is identical", string(persist(t, f)), string(data)},

@@ -99,6 +99,7 @@ func (t *tx) putSandbox(s *Sandbox) {
 		t.meta.Counts.add(old.State, -1)
 	} else {
 		s.CreateIndex = t.index
+		t.meta.SandboxesCreated++
 	}
 	s.ModifyIndex = t.index
 	must(t.txn.Insert(tableSandboxes, s))
@@ -133,6 +134,7 @@ func (t *tx) session(id string) *Session {
 func (t *tx) putSession(s *Session) {
 	if t.session(s.ID) == nil {
 		s.CreateIndex = t.index
+		t.meta.SessionsCreated++
 	}
 	s.ModifyIndex = t.index
 	must(t.txn.Insert(tableSessions, s))
