@@ -1,0 +1,207 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+)
+
+// config is everything one control node needs, from flags and the guide's
+// environment variables (flags win).
+type config struct {
+	NodeID      string
+	DataDir     string
+	Listen      string // public API (the guide's gateway, :8080)
+	OpsListen   string // operator listener (the guide's :9090)
+	RaftAddr    string
+	Advertise   string
+	Bootstrap   bool
+	Peers       []cluster.Peer
+	Join        []string
+	ClusterName string
+
+	Driver     string
+	AgentBin   string
+	StateDir   string
+	Runtime    string
+	Pool       fsm.PoolConfig
+	LogFormat  string
+	LogLevel   string
+	ShutdownIn time.Duration
+}
+
+func loadConfig(args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
+	fs.StringVar(&c.NodeID, "node-id", env("NODE_ID", ""), "node id, unique in the cluster (default: derived from -raft-addr)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "data"), "directory for the Raft log, snapshots and sandbox sockets")
+	fs.StringVar(&c.Listen, "listen", env("LISTEN_ADDR", ":8080"), "public REST API address")
+	fs.StringVar(&c.OpsListen, "ops-listen", env("OPS_ADDR", "127.0.0.1:9090"), "operator listener (unauthenticated pool stats, health, metrics); empty disables")
+	fs.StringVar(&c.RaftAddr, "raft-addr", env("RAFT_ADDR", "127.0.0.1:7000"), "Raft and cluster RPC address")
+	fs.StringVar(&c.Advertise, "advertise", env("RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: -raft-addr)")
+	peers := fs.String("peers", env("PEERS", ""), "static peers id=host:port,... (every node gets the same list, itself included)")
+	join := fs.String("join", env("JOIN", ""), "addresses of running nodes to join, comma separated")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", envBool(getenv("BOOTSTRAP"), false), "bootstrap a single-node cluster (the default when neither -peers nor -join is given)")
+	fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", "cloud-sandbox"), "name labelling this cluster's sandboxes")
+	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker")
+	fs.StringVar(&c.AgentBin, "agent-bin", env("SANDBOX_AGENT_BIN", ""), "static sandbox-agent binary mounted into sandboxes (default: beside sandboxd)")
+	fs.StringVar(&c.StateDir, "sandbox-dir", env("SANDBOX_STATE_DIR", ""), "host directory for per-sandbox agent sockets (default: DATA_DIR/sb)")
+	fs.StringVar(&c.Runtime, "runtime", env("SANDBOX_RUNTIME", ""), "Docker runtime for sandboxes, e.g. runsc (default: the daemon's)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownIn, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+
+	var err error
+	if c.Peers, err = parsePeers(*peers); err != nil {
+		return nil, err
+	}
+	c.Join = splitList(*join)
+	if len(c.Peers) == 0 && len(c.Join) == 0 {
+		c.Bootstrap = true
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.RaftAddr
+	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID(c.Advertise, c.Peers)
+	}
+	if c.StateDir == "" {
+		c.StateDir = filepath.Join(c.DataDir, "sb")
+	}
+	if c.AgentBin == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.AgentBin = filepath.Join(filepath.Dir(exe), "sandbox-agent")
+		}
+	}
+
+	c.Pool = fsm.PoolConfig{
+		Image:     env("SANDBOX_IMAGE", "python:3.11-slim"),
+		Resources: fsm.Resources{CPUCount: 1, MemoryMB: 512, DiskMB: 512},
+	}
+	ints := []struct {
+		key string
+		def int
+		dst *int
+	}{
+		{"POOL_MIN_SIZE", 5, &c.Pool.MinSize},
+		{"POOL_MAX_SIZE", 50, &c.Pool.MaxSize},
+	}
+	for _, i := range ints {
+		v, err := envInt(getenv(i.key), i.def)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", i.key, err)
+		}
+		*i.dst = v
+	}
+	if v, err := envFloat(getenv("SANDBOX_CPU_COUNT"), 1); err != nil {
+		return nil, fmt.Errorf("SANDBOX_CPU_COUNT: %w", err)
+	} else {
+		c.Pool.Resources.CPUCount = v
+	}
+	if v, err := envInt(getenv("SANDBOX_MEMORY_MB"), 512); err != nil {
+		return nil, fmt.Errorf("SANDBOX_MEMORY_MB: %w", err)
+	} else {
+		c.Pool.Resources.MemoryMB = int64(v)
+	}
+	if v, err := envInt(getenv("SANDBOX_DISK_MB"), 512); err != nil {
+		return nil, fmt.Errorf("SANDBOX_DISK_MB: %w", err)
+	} else {
+		c.Pool.Resources.DiskMB = int64(v)
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.Pool.MinSize < 0 || c.Pool.MaxSize < 1 || c.Pool.MinSize > c.Pool.MaxSize {
+		errs = append(errs, fmt.Errorf("pool sizes: need 0 <= POOL_MIN_SIZE (%d) <= POOL_MAX_SIZE (%d) and POOL_MAX_SIZE >= 1", c.Pool.MinSize, c.Pool.MaxSize))
+	}
+	if c.Driver != "docker" {
+		errs = append(errs, fmt.Errorf("PLACEMENT_DRIVER %q: only \"docker\" is available in this build", c.Driver))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("-data-dir is required"))
+	}
+	if c.Bootstrap && len(c.Peers) > 0 {
+		errs = append(errs, errors.New("-bootstrap and -peers exclude each other"))
+	}
+	return errors.Join(errs...)
+}
+
+func parsePeers(s string) ([]cluster.Peer, error) {
+	var peers []cluster.Peer
+	for _, item := range splitList(s) {
+		id, addr, ok := strings.Cut(item, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("peer %q: want id=host:port", item)
+		}
+		peers = append(peers, cluster.Peer{ID: id, Addr: addr})
+	}
+	return peers, nil
+}
+
+func defaultNodeID(advertise string, peers []cluster.Peer) string {
+	for _, p := range peers {
+		if p.Addr == advertise {
+			return p.ID
+		}
+	}
+	r := strings.NewReplacer(":", "-", ".", "-", "[", "", "]", "")
+	return "node-" + r.Replace(advertise)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func envInt(v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("not an integer: %q", v)
+	}
+	return n, nil
+}
+
+func envFloat(v string, def float64) (float64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a number: %q", v)
+	}
+	return n, nil
+}
+
+func envBool(v string, def bool) bool {
+	if b, err := strconv.ParseBool(v); err == nil {
+		return b
+	}
+	return def
+}
