@@ -65,7 +65,7 @@ func runMain(m *testing.M) int {
 
 // node is one sandboxd process.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	id      string
 	dataDir string
 	api     string // http://127.0.0.1:port
@@ -83,7 +83,7 @@ type nodeOpts struct {
 	env     map[string]string
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -94,7 +94,7 @@ func freePort(t *testing.T) string {
 }
 
 // startNode starts a single-node cluster and waits until it serves.
-func startNode(t *testing.T, o nodeOpts) *node {
+func startNode(t testing.TB, o nodeOpts) *node {
 	t.Helper()
 	// Short data dir: sandbox agent sockets live below it (unix path limit).
 	dir, err := os.MkdirTemp("", "cs")
@@ -196,13 +196,13 @@ func tail(s string, lines int) string {
 
 // client is a user of the REST API.
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	token string
 	hc    *http.Client
 }
 
-func (n *node) login(t *testing.T, user, role string) *client {
+func (n *node) login(t testing.TB, user, role string) *client {
 	t.Helper()
 	c := &client{t: t, base: n.api, hc: &http.Client{Timeout: 2 * time.Minute}}
 	var tok struct {
@@ -233,6 +233,38 @@ func (c *client) do(method, path string, body any, want int, out any) []byte {
 		}
 	}
 	return raw
+}
+
+// call is do without the test failure: for benchmarks and retry loops.
+func (c *client) call(method, path string, body any, out any) error {
+	status, raw := c.send(method, path, body, nil)
+	if status/100 != 2 {
+		return fmt.Errorf("%s %s: status %d: %s", method, path, status, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// raw GETs path and returns the body as is.
+func (c *client) raw(method, path string) ([]byte, error) {
+	status, raw := c.send(method, path, nil, nil)
+	if status != 200 {
+		return nil, fmt.Errorf("%s %s: status %d: %s", method, path, status, raw)
+	}
+	return raw, nil
+}
+
+// waitIdle waits until the pool has an idle sandbox.
+func (c *client) waitIdle(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	eventually(t, "an idle sandbox in the pool", timeout, func() bool {
+		var st struct {
+			Idle int `json:"idle"`
+		}
+		return c.call("GET", "/api/v1/sandbox/stats", nil, &st) == nil && st.Idle > 0
+	})
 }
 
 func (c *client) send(method, path string, body any, header map[string]string) (int, []byte) {
@@ -268,7 +300,7 @@ func (c *client) send(method, path string, body any, header map[string]string) (
 }
 
 // containers lists the ids of sandboxes Docker runs for a cluster.
-func containers(t *testing.T, cluster string) []string {
+func containers(t testing.TB, cluster string) []string {
 	t.Helper()
 	out, err := exec.Command("docker", "ps", "-a", "--filter", "label=cloud-sandbox.cluster="+cluster,
 		"--format", `{{.Label "cloud-sandbox.sandbox"}}`).Output()
@@ -285,11 +317,11 @@ func removeClusterContainers(cluster string) {
 	}
 }
 
-func uniqueCluster(t *testing.T) string {
+func uniqueCluster(t testing.TB) string {
 	return fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9)
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
