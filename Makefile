@@ -36,8 +36,11 @@ test: agent image vet test-go test-python
 test-go:
 	$(GO) test -count=1 -timeout 60m ./...
 
-test-python:
-	@if [ -d sdk/python/tests ]; then cd sdk/python && python3 -m unittest discover -s tests -v; fi
+# Unit tests against an in-process fake server, then the integration tests
+# against a live sandboxd that run_integration.sh starts and stops.
+test-python: build image
+	cd sdk/python && python3 -m unittest discover -s tests -p 'test_[!i]*.py'
+	bash sdk/python/tests/run_integration.sh
 
 # Medians side by side with the raw operations they replace, as ratios.
 # Container-bound rows run fewer times: each costs real Docker work.

@@ -1,0 +1,279 @@
+"""Integration tests against a live sandboxd with real containers.
+
+Set CLOUD_SANDBOX_URL (tests/run_integration.sh starts a server and does). Without
+it these tests skip, except under CI=true, where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+import uuid
+from typing import List
+
+import support  # noqa: F401 - puts the package on sys.path
+
+import cloud_sandbox as cs
+from cloud_sandbox import Client, Sandbox
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URL = os.environ.get("CLOUD_SANDBOX_URL", "")
+RUN = uuid.uuid4().hex[:8]
+
+# The user guide's "Basic usage" block, character for character.
+QUICK_START = '''from cloud_sandbox import Sandbox
+
+# Create a sandbox with automatic resource management
+with Sandbox.create(
+    base_url="http://localhost:8080",
+    user_id="my-user-id",
+) as sandbox:
+    # Execute Python code
+    result = sandbox.run_code("print('Hello, World!')")
+    print(result.stdout)  # Output: Hello, World!
+
+    # Run shell commands
+    result = sandbox.run_command("ls -la /workspace")
+    print(result.stdout)
+
+    # File operations
+    sandbox.write_file("/workspace/test.py", "x = 42")
+    files = sandbox.list_files("/workspace")
+'''
+
+GUIDE_CANDIDATES = [
+    os.path.join(ROOT, "..", "..", "docs", "user-guide.md"),
+    "/work/shared/docs/user-guide.md",
+]
+
+
+def setUpModule() -> None:
+    if URL:
+        return
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("CLOUD_SANDBOX_URL is not set, and CI=true forbids skipping the integration tests; "
+                           "run sdk/python/tests/run_integration.sh")
+    raise unittest.SkipTest("CLOUD_SANDBOX_URL is not set; run sdk/python/tests/run_integration.sh "
+                            "to test against a live sandboxd")
+
+
+def _client(user: str) -> Client:
+    return Client(URL, f"sdk-it-{RUN}-{user}")
+
+
+class QuickStartTest(unittest.TestCase):
+    def test_snippet_matches_the_guide(self) -> None:
+        guides = [p for p in GUIDE_CANDIDATES if os.path.exists(p)]
+        if not guides:
+            self.skipTest("user guide not found next to the repository")
+        with open(guides[0], encoding="utf-8") as f:
+            text = f.read()
+        blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+        self.assertIn(QUICK_START, blocks)
+
+    def test_quick_start_runs_verbatim_and_prints_hello_world(self) -> None:
+        code = QUICK_START
+        if URL.rstrip("/") != "http://localhost:8080":
+            # The only edit: point the snippet at the server under test.
+            code = code.replace("http://localhost:8080", URL.rstrip("/"))
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=300, env=env, cwd=tempfile.gettempdir())
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertTrue(proc.stdout.startswith("Hello, World!\n"), proc.stdout)
+
+
+class ReadmeTest(unittest.TestCase):
+    def test_every_python_example_in_the_readme_runs(self) -> None:
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+        self.assertGreaterEqual(len(blocks), 6)
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        for i, code in enumerate(blocks):
+            code = code.replace("http://localhost:8080", URL.rstrip("/"))
+            with self.subTest(block=i, first_line=code.splitlines()[0]):
+                proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, timeout=300, env=env,
+                                      cwd=tempfile.gettempdir())
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+
+
+class SandboxTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = _client("alice")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.client.close()
+
+    def sandbox(self) -> Sandbox:
+        sb = self.client.acquire()
+        self.addCleanup(sb.close)
+        return sb
+
+    def test_files_round_trip_text_and_bytes(self) -> None:
+        sb = self.sandbox()
+        text = "héllo wörld ✓\nline 2\n"
+        blob = bytes(range(256)) * 64
+        sb.write_file("/workspace/dir/t.txt", text)
+        sb.write_file("/workspace/b.bin", blob)
+        self.assertEqual(sb.read_file("/workspace/dir/t.txt"), text)
+        self.assertEqual(sb.read_file("/workspace/b.bin", binary=True), blob)
+        # The container sees the same bytes.
+        self.assertEqual(sb.run_command(["cat", "/workspace/dir/t.txt"]).stdout, text)
+        self.assertEqual(sb.run_command("wc -c < /workspace/b.bin").stdout.strip(), str(len(blob)))
+        names = {f.name: f for f in sb.list_files("/workspace")}
+        self.assertTrue(names["dir"].is_dir)
+        self.assertEqual(names["b.bin"].size, len(blob))
+        sb.delete_file("/workspace/dir", recursive=True)
+        with self.assertRaises(cs.NotFoundError):
+            sb.read_file("/workspace/dir/t.txt")
+
+    def test_upload_and_download_dir(self) -> None:
+        sb = self.sandbox()
+        with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as dst:
+            os.makedirs(os.path.join(src, "pkg"))
+            with open(os.path.join(src, "main.py"), "w") as f:
+                f.write("from pkg import v\nprint(v)\n")
+            with open(os.path.join(src, "pkg", "__init__.py"), "w") as f:
+                f.write("v = 7\n")
+            sb.upload_dir(src, "/workspace/proj")
+            self.assertEqual(sb.run_command(["python3", "main.py"], cwd="/workspace/proj").stdout, "7\n")
+            count = sb.download_dir("/workspace/proj", dst)
+            # Running main.py added pkg/__pycache__; the download must bring that back too.
+            got = sorted(os.path.relpath(os.path.join(d, n), dst) for d, _, ns in os.walk(dst) for n in ns)
+            self.assertEqual(count, len(got))
+            self.assertIn("main.py", got)
+            self.assertTrue(any(g.startswith("pkg/__pycache__/") for g in got), got)
+            with open(os.path.join(dst, "pkg", "__init__.py")) as f:
+                self.assertEqual(f.read(), "v = 7\n")
+
+    def test_command_that_outlives_its_timeout_reports_timed_out(self) -> None:
+        result = self.sandbox().run_command("sleep 60", timeout=2)
+        self.assertTrue(result.timed_out)
+        self.assertFalse(result.ok)
+
+    def test_env_cwd_stdin_and_exit_code(self) -> None:
+        sb = self.sandbox()
+        cases = [
+            ("env", lambda: sb.run_command(["printenv", "FOO"], env={"FOO": "bar"}), "bar\n", 0),
+            ("cwd", lambda: sb.run_command("pwd", cwd="/tmp"), "/tmp\n", 0),
+            ("stdin", lambda: sb.run_code("import sys; print(sys.stdin.read().upper())", stdin="abc"), "ABC\n", 0),
+            ("bash", lambda: sb.run_code("echo $((6*7))", language="bash"), "42\n", 0),
+            ("exit code", lambda: sb.run_command("exit 3"), "", 3),
+        ]
+        for name, call, stdout, code in cases:
+            with self.subTest(name):
+                result = call()
+                self.assertEqual((result.stdout, result.exit_code), (stdout, code), result.stderr)
+
+    def test_streaming_delivers_output_while_the_command_runs(self) -> None:
+        sb = self.sandbox()
+        # The command waits for a file that only the stdout callback creates: it
+        # can print "go seen" only if the callback ran while it was still running.
+        code = (
+            "import os, time\n"
+            "print('ready', flush=True)\n"
+            "for _ in range(200):\n"
+            "    if os.path.exists('/tmp/go'):\n"
+            "        print('go seen', flush=True)\n"
+            "        break\n"
+            "    time.sleep(0.1)\n"
+            "else:\n"
+            "    print('no go', flush=True)\n"
+        )
+        chunks: List[str] = []
+
+        def on_stdout(chunk: str) -> None:
+            chunks.append(chunk)
+            if "ready" in chunk:
+                sb.write_file("/tmp/go", "1")
+
+        result = sb.run_code(code, timeout=60, on_stdout=on_stdout)
+        self.assertEqual("".join(chunks), "ready\ngo seen\n")
+        self.assertEqual(result.exit_code, 0)
+
+    def test_sandbox_is_released_when_the_with_block_raises(self) -> None:
+        with self.assertRaisesRegex(RuntimeError, "boom"):
+            with Sandbox.create(client=self.client) as sb:
+                sb.run_code("print(1)")
+                raise RuntimeError("boom")
+        try:
+            status = self.client.get_sandbox(sb.sandbox_id).status
+        except cs.NotFoundError:
+            return
+        self.assertIn(status, ("terminating", "terminated"))
+
+    def test_two_users_cannot_see_each_others_sandboxes(self) -> None:
+        sb = self.sandbox()
+        sb.write_file("/workspace/secret.txt", "alice's")
+        with _client("bob") as bob:
+            intruder = bob.sandbox(sb.sandbox_id)
+            for name, call in [("info", intruder.info), ("read", lambda: intruder.read_file("/workspace/secret.txt")),
+                               ("exec", lambda: intruder.run_code("print(1)"))]:
+                with self.subTest(name), self.assertRaises(cs.NotFoundError):
+                    call()
+            self.assertNotIn(sb.sandbox_id, [s.sandbox_id for s in bob.list_sandboxes()])
+
+    def test_errors_are_typed_with_the_servers_message(self) -> None:
+        sb = self.sandbox()
+        cases = [
+            ("unknown language", lambda: sb.run_code("x", language="cobol"), cs.ValidationError, 422),
+            ("timeout out of range", lambda: sb.run_command("true", timeout=100000), cs.ValidationError, 422),
+            ("relative path", lambda: sb.write_file("relative.txt", "x"), cs.ValidationError, 400),
+            ("write outside workspace", lambda: sb.write_file("/etc/cloud-sandbox-test", "x"),
+             cs.PermissionDeniedError, 403),
+            ("missing file", lambda: sb.read_file("/workspace/none"), cs.NotFoundError, 404),
+        ]
+        for name, call, cls, status in cases:
+            with self.subTest(name), self.assertRaises(cls) as cm:
+                call()
+            self.assertEqual(cm.exception.status, status)
+            self.assertTrue(cm.exception.message)
+
+    def test_retried_acquire_with_one_idempotency_key_returns_one_sandbox(self) -> None:
+        # What the SDK does when an acquire's response is lost: send it again with the same key.
+        key = uuid.uuid4().hex
+        first = self.client._json("POST", "/api/v1/sandbox/acquire", json_body={}, idempotency_key=key)
+        second = self.client._json("POST", "/api/v1/sandbox/acquire", json_body={}, idempotency_key=key)
+        self.addCleanup(self.client.release, first["sandbox_id"])
+        self.assertEqual(first["sandbox_id"], second["sandbox_id"])
+
+    def test_stats(self) -> None:
+        stats = self.client.stats()
+        self.assertGreaterEqual(stats.max_size, stats.min_size)
+        self.assertGreaterEqual(stats.total, stats.active)
+
+
+class SessionTest(unittest.TestCase):
+    def test_create_pause_resume_delete(self) -> None:
+        with _client("carol") as c:
+            s = c.sessions.create(cpu_count=1, memory_mb=256)
+            self.addCleanup(lambda: _quiet_delete(c, s.session_id))
+            self.assertEqual(s.status, "active")
+            with s.sandbox() as sb:
+                sb.write_file("/workspace/state.txt", "kept")
+                self.assertEqual(s.pause().status, "paused")
+                with self.assertRaises(cs.ConflictError):
+                    sb.run_command("true")
+                self.assertEqual(s.resume().status, "active")
+                self.assertEqual(sb.read_file("/workspace/state.txt"), "kept")
+            self.assertIn(s.session_id, [x.session_id for x in c.sessions.list()])
+            self.assertEqual(s.delete().status, "deleted")
+            self.assertNotIn(s.session_id, [x.session_id for x in c.sessions.list()])
+
+
+def _quiet_delete(c: Client, session_id: str) -> None:
+    try:
+        c.sessions.delete(session_id)
+    except cs.SandboxError:
+        pass
+
+
+if __name__ == "__main__":
+    unittest.main()
