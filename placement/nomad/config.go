@@ -1,0 +1,221 @@
+package nomad
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config configures a Driver. Zero values take the defaults noted.
+type Config struct {
+	// Address, Token, Region and Namespace reach the Nomad API; they are the
+	// standard NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION and NOMAD_NAMESPACE.
+	Address   string
+	Token     string
+	Region    string
+	Namespace string
+	// Datacenters the sandboxes may run in (default ["*"]); NodePool the
+	// node pool (default: Nomad's "default").
+	Datacenters []string
+	NodePool    string
+
+	// Cluster names the owning control plane: job meta cloud_sandbox_cluster
+	// and, by default, the job id prefix.
+	Cluster string
+	// JobPrefix starts every sandbox job id: <JobPrefix>-<sandbox id>
+	// (default "cs-<Cluster>").
+	JobPrefix string
+
+	// AgentPath is the sandbox-agent binary on every Nomad client, bind
+	// mounted read-only into the task (default /opt/cloud-sandbox/bin/sandbox-agent;
+	// needs the docker plugin's volumes { enabled = true }).
+	AgentPath string
+	// AgentArtifact, when set, is a go-getter URL of the agent binary that
+	// Nomad downloads into the task's local/ directory instead of the bind
+	// mount, for clients without the binary or with volumes disabled.
+	AgentArtifact string
+	// AgentPort is the agent's port inside the allocation's network
+	// namespace (default 7777); Nomad maps it to a dynamic host port.
+	AgentPort int
+
+	// PlaceTimeout bounds the wait for the allocation to run (default 2 min);
+	// HealthTimeout the wait for the agent's first health answer after that
+	// (default 30 s).
+	PlaceTimeout  time.Duration
+	HealthTimeout time.Duration
+	// MHzPerCPU converts a request's CPU count into Nomad's MHz (default 1000).
+	MHzPerCPU int
+
+	// EgressNetwork is the group network mode of sandboxes allowed egress
+	// (default "bridge"); NoEgressNetwork of the rest (default
+	// "cni/cloud-sandbox-noegress", a CNI network the operator installs
+	// on every client; see placement/DESIGN.md).
+	EgressNetwork   string
+	NoEgressNetwork string
+	// Runtime is an optional OCI runtime (e.g. "runsc"); the clients' docker
+	// plugin must list it in allow_runtimes.
+	Runtime string
+	// PidsLimit, TmpSizeMB and the Default* sizes match the docker driver's.
+	PidsLimit       int64
+	TmpSizeMB       int64
+	DefaultDiskMB   int64
+	DefaultMemoryMB int64
+	DefaultCPUs     float64
+	// Labels are added to every container; they cannot override the driver's.
+	Labels map[string]string
+	// Priority of sandbox jobs (default 50).
+	Priority int
+
+	// ArchiveDir keeps the /workspace archives of paused sandboxes
+	// (required for Pause; default: none, Pause then fails).
+	ArchiveDir string
+
+	// Logger receives the driver's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultAgentPath       = "/opt/cloud-sandbox/bin/sandbox-agent"
+	DefaultAgentPort       = 7777
+	DefaultPlaceTimeout    = 2 * time.Minute
+	DefaultHealthTimeout   = 30 * time.Second
+	DefaultMHzPerCPU       = 1000
+	DefaultEgressNetwork   = "bridge"
+	DefaultNoEgressNetwork = "cni/cloud-sandbox-noegress"
+)
+
+var clusterName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+
+func (c *Config) setDefaults() {
+	if len(c.Datacenters) == 0 {
+		c.Datacenters = []string{"*"}
+	}
+	if c.JobPrefix == "" {
+		c.JobPrefix = "cs-" + c.Cluster
+	}
+	if c.AgentPath == "" {
+		c.AgentPath = DefaultAgentPath
+	}
+	if c.AgentPort == 0 {
+		c.AgentPort = DefaultAgentPort
+	}
+	if c.PlaceTimeout == 0 {
+		c.PlaceTimeout = DefaultPlaceTimeout
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = DefaultHealthTimeout
+	}
+	if c.MHzPerCPU == 0 {
+		c.MHzPerCPU = DefaultMHzPerCPU
+	}
+	if c.EgressNetwork == "" {
+		c.EgressNetwork = DefaultEgressNetwork
+	}
+	if c.NoEgressNetwork == "" {
+		c.NoEgressNetwork = DefaultNoEgressNetwork
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = 256
+	}
+	if c.TmpSizeMB == 0 {
+		c.TmpSizeMB = 64
+	}
+	if c.DefaultDiskMB == 0 {
+		c.DefaultDiskMB = 512
+	}
+	if c.DefaultMemoryMB == 0 {
+		c.DefaultMemoryMB = 512
+	}
+	if c.DefaultCPUs == 0 {
+		c.DefaultCPUs = 1
+	}
+	if c.Priority == 0 {
+		c.Priority = 50
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with the configuration after defaults.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if !clusterName.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("cluster %q: want [a-zA-Z0-9_-], starting alphanumeric, at most 63", c.Cluster))
+	}
+	if c.AgentArtifact == "" && !filepath.IsAbs(c.AgentPath) {
+		errs = append(errs, fmt.Errorf("agent path %q is not absolute", c.AgentPath))
+	}
+	if c.AgentPort < 1 || c.AgentPort > 65535 {
+		errs = append(errs, fmt.Errorf("agent port %d out of range", c.AgentPort))
+	}
+	if c.PlaceTimeout < 0 || c.HealthTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if c.MHzPerCPU < 1 {
+		errs = append(errs, fmt.Errorf("MHz per CPU %d: want >= 1", c.MHzPerCPU))
+	}
+	if c.ArchiveDir != "" && !filepath.IsAbs(c.ArchiveDir) {
+		errs = append(errs, fmt.Errorf("archive dir %q is not absolute", c.ArchiveDir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nomad driver config: %w", err)
+	}
+	return nil
+}
+
+// ConfigFromEnv reads the standard Nomad variables and the driver's own:
+//
+//	NOMAD_ADDR NOMAD_TOKEN NOMAD_REGION NOMAD_NAMESPACE
+//	NOMAD_DATACENTERS (comma separated)  NOMAD_NODE_POOL
+//	CLUSTER_NAME (default cloud-sandbox)  NOMAD_JOB_PREFIX
+//	SANDBOX_AGENT_PATH  SANDBOX_AGENT_ARTIFACT  SANDBOX_RUNTIME
+//	NOMAD_PLACE_TIMEOUT (Go duration)  NOMAD_CPU_MHZ_PER_CORE
+//	SANDBOX_ARCHIVE_DIR  SANDBOX_EGRESS_NETWORK  SANDBOX_NOEGRESS_NETWORK
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Address:         getenv("NOMAD_ADDR"),
+		Token:           getenv("NOMAD_TOKEN"),
+		Region:          getenv("NOMAD_REGION"),
+		Namespace:       getenv("NOMAD_NAMESPACE"),
+		NodePool:        getenv("NOMAD_NODE_POOL"),
+		Cluster:         getenv("CLUSTER_NAME"),
+		JobPrefix:       getenv("NOMAD_JOB_PREFIX"),
+		AgentPath:       getenv("SANDBOX_AGENT_PATH"),
+		AgentArtifact:   getenv("SANDBOX_AGENT_ARTIFACT"),
+		Runtime:         getenv("SANDBOX_RUNTIME"),
+		ArchiveDir:      getenv("SANDBOX_ARCHIVE_DIR"),
+		EgressNetwork:   getenv("SANDBOX_EGRESS_NETWORK"),
+		NoEgressNetwork: getenv("SANDBOX_NOEGRESS_NETWORK"),
+	}
+	if c.Cluster == "" {
+		c.Cluster = "cloud-sandbox"
+	}
+	for _, dc := range strings.Split(getenv("NOMAD_DATACENTERS"), ",") {
+		if dc = strings.TrimSpace(dc); dc != "" {
+			c.Datacenters = append(c.Datacenters, dc)
+		}
+	}
+	if v := getenv("NOMAD_PLACE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("NOMAD_PLACE_TIMEOUT: %w", err)
+		}
+		c.PlaceTimeout = d
+	}
+	if v := getenv("NOMAD_CPU_MHZ_PER_CORE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("NOMAD_CPU_MHZ_PER_CORE: %w", err)
+		}
+		c.MHzPerCPU = n
+	}
+	return c, c.Validate()
+}

@@ -1,0 +1,205 @@
+// Package nomad places sandboxes as Nomad jobs: one batch job per sandbox
+// with a single hardened Docker task running the sandbox-agent as PID 1 on
+// a Nomad-mapped TCP port with a per-sandbox bearer secret. See
+// placement/DESIGN.md, section "Nomad", for the data path, pause, and what
+// the Nomad clients must allow.
+package nomad
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+)
+
+// Driver is the production placement.Driver.
+type Driver struct {
+	cfg Config
+	api *api.Client
+	log *slog.Logger
+	// workspace is the archived directory as the agent names it; tests
+	// running the agent on the host point it elsewhere.
+	workspace string
+
+	// mu serialises operations on one sandbox: Pause racing Destroy would
+	// leave an archive of a destroyed sandbox.
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+var _ placement.Driver = (*Driver)(nil)
+
+// New validates cfg and builds a driver; it does not contact Nomad.
+func New(cfg Config) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	ac := api.DefaultConfig() // reads NOMAD_* TLS and address variables too
+	if cfg.Address != "" {
+		ac.Address = cfg.Address
+	}
+	ac.SecretID = cfg.Token
+	ac.Region = cfg.Region
+	ac.Namespace = cfg.Namespace
+	client, err := api.NewClient(ac)
+	if err != nil {
+		return nil, fmt.Errorf("nomad driver: client: %w", err)
+	}
+	return &Driver{
+		cfg:       cfg,
+		api:       client,
+		log:       cfg.Logger.With("component", "placement.nomad"),
+		workspace: workspacePath,
+		locks:     map[string]*sync.Mutex{},
+	}, nil
+}
+
+// Name is "nomad".
+func (d *Driver) Name() string { return "nomad" }
+
+func (d *Driver) lock(id string) func() {
+	d.mu.Lock()
+	l, ok := d.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		d.locks[id] = l
+	}
+	d.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Create registers the sandbox's job, waits for its allocation to run and
+// its agent to answer, and returns where it is. On any failure the job is
+// deregistered with purge, so nothing is left behind.
+func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement, error) {
+	if err := checkID(spec.ID); err != nil {
+		return fsm.Placement{}, fmt.Errorf("create sandbox: %w", err)
+	}
+	defer d.lock(spec.ID)()
+	secret, err := newSecret()
+	if err != nil {
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+	}
+	p, err := d.place(ctx, spec.ID, spec.Image, d.Job(spec, secret), secret)
+	if err != nil {
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+	}
+	return p, nil
+}
+
+// place registers job and waits for it to run and its agent to answer; on
+// failure it purges the job. The caller holds the sandbox's lock.
+func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Job, secret string) (fsm.Placement, error) {
+	start := time.Now()
+	resp, _, err := d.api.Jobs().Register(job, d.writeOpts(ctx))
+	if err != nil {
+		return fsm.Placement{}, fmt.Errorf("register job %s: %w", *job.ID, err)
+	}
+	p, err := d.waitPlaced(ctx, *job.ID, image, resp)
+	if err == nil {
+		p.AgentSecret = secret
+		err = d.waitHealthy(ctx, p)
+	}
+	if err != nil {
+		// A context already cancelled must not stop the cleanup.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := d.deregister(cctx, sandboxID); derr != nil {
+			d.log.Warn("purge after failed placement", "sandbox.id", sandboxID, "err", derr)
+		}
+		return fsm.Placement{}, err
+	}
+	d.log.Info("sandbox placed", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "node.id", p.Node,
+		"endpoint", p.AgentEndpoint, "elapsed", time.Since(start))
+	return p, nil
+}
+
+func (d *Driver) waitHealthy(ctx context.Context, p fsm.Placement) error {
+	hctx, cancel := context.WithTimeout(ctx, d.cfg.HealthTimeout)
+	defer cancel()
+	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	defer c.Close()
+	backoff := 20 * time.Millisecond
+	for {
+		_, err := c.Health(hctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-hctx.Done():
+			return fmt.Errorf("agent at %s not healthy within %s: %w", p.AgentEndpoint, d.cfg.HealthTimeout, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// Destroy deregisters the sandbox's job with purge and drops any pause
+// archive. A job that is gone is success.
+func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
+	if err := checkID(sandboxID); err != nil {
+		return fmt.Errorf("destroy sandbox: %w", err)
+	}
+	defer d.lock(sandboxID)()
+	if err := d.deregister(ctx, sandboxID); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
+	}
+	if err := d.removeArchive(sandboxID); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
+	}
+	return nil
+}
+
+func (d *Driver) deregister(ctx context.Context, sandboxID string) error {
+	id := d.JobID(sandboxID)
+	_, _, err := d.api.Jobs().Deregister(id, true, d.writeOpts(ctx))
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("deregister job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Update refuses: Nomad applies new resources by replacing the allocation,
+// which under this driver would lose the sandbox's processes and move it.
+// Limits are fixed for a sandbox's life; see placement/DESIGN.md.
+func (d *Driver) Update(_ context.Context, sandboxID string, _ fsm.Resources) error {
+	return fmt.Errorf("update sandbox %s: %w", sandboxID, ErrLimitsFixed)
+}
+
+func (d *Driver) writeOpts(ctx context.Context) *api.WriteOptions {
+	return (&api.WriteOptions{}).WithContext(ctx)
+}
+
+func (d *Driver) queryOpts(ctx context.Context, index uint64, wait time.Duration) *api.QueryOptions {
+	return (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+}
+
+// isNotFound reports Nomad's 404 (job, alloc or eval not found).
+func isNotFound(err error) bool {
+	var ue api.UnexpectedResponseError
+	if errors.As(err, &ue) {
+		return ue.StatusCode() == http.StatusNotFound
+	}
+	return false
+}
+
+func newSecret() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("agent secret: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}

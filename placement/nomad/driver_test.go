@@ -1,0 +1,248 @@
+package nomad
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/nomad/nomadfake"
+)
+
+var spec = placement.Spec{ID: "sb1", Image: "cloud-sandbox/python:3.11", Resources: fsm.Resources{CPUCount: 0.5, MemoryMB: 256, DiskMB: 128}}
+
+func TestCreateRunsAndServesExecAndFiles(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
+	ctx := ctxT(t)
+	p, err := e.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	allocs := e.fake.Allocs("cs-test-sb1")
+	if len(allocs) != 1 {
+		t.Fatalf("allocations = %v, want one", allocs)
+	}
+	if p.Driver != "nomad" || p.Node != e.fake.NodeID() || p.ContainerID != allocs[0] {
+		t.Errorf("placement = %+v, want driver nomad on node %s alloc %s", p, e.fake.NodeID(), allocs[0])
+	}
+	if !regexp.MustCompile(`^http://127\.0\.0\.1:\d+$`).MatchString(p.AgentEndpoint) {
+		t.Errorf("endpoint = %q, want http://<node ip>:<mapped port>", p.AgentEndpoint)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(p.AgentSecret) {
+		t.Errorf("secret = %q, want 32 random bytes in hex", p.AgentSecret)
+	}
+
+	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	defer c.Close()
+	res, err := c.Exec(ctx, agent.ExecRequest{Shell: "echo hello from $HOME"})
+	if err != nil {
+		t.Fatalf("exec over the agent port: %v", err)
+	}
+	if res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "hello from "+e.ws {
+		t.Errorf("exec = %+v", res)
+	}
+	if _, err := c.WriteFile(ctx, e.ws+"/a.txt", strings.NewReader("data"), 0o644); err != nil {
+		t.Fatalf("write file: %v", err)
+	}
+	rc, err := c.ReadFile(ctx, e.ws+"/a.txt")
+	if err != nil {
+		t.Fatalf("read file: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "data" {
+		t.Errorf("read back %q, want data", got)
+	}
+	bad := agent.NewClient(p.AgentEndpoint, strings.Repeat("0", 64))
+	defer bad.Close()
+	var aerr *agent.Error
+	if _, err := bad.Exec(ctx, agent.ExecRequest{Argv: []string{"true"}}); !errors.As(err, &aerr) || aerr.Status != http.StatusUnauthorized {
+		t.Errorf("exec with a wrong secret: %v, want 401", err)
+	}
+
+	list, err := e.d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].SandboxID != "sb1" || !list[0].Running || list[0].Placement.ContainerID != allocs[0] {
+		t.Errorf("list = %+v, want sb1 running", list)
+	}
+
+	for i := 0; i < 2; i++ { // the second destroy finds nothing: still success
+		if err := e.d.Destroy(ctx, "sb1"); err != nil {
+			t.Fatalf("destroy %d: %v", i, err)
+		}
+	}
+	if e.fake.Job("cs-test-sb1") != nil {
+		t.Error("job still registered after destroy: want purged")
+	}
+	if list, _ := e.d.List(ctx); len(list) != 0 {
+		t.Errorf("list after destroy = %+v, want empty", list)
+	}
+}
+
+func TestCreateFailuresPurgeTheJob(t *testing.T) {
+	cases := []struct {
+		name  string
+		opts  nomadfake.Options
+		res   fsm.Resources
+		drive func(e *env)
+		check func(t *testing.T, err error)
+	}{
+		{
+			name:  "task exits",
+			drive: func(e *env) { _ = e.fake.Fail(e.waitAlloc("cs-test-sb1", 1), 1) },
+			check: func(t *testing.T, err error) {
+				var af *AllocFailedError
+				if !errors.As(err, &af) || af.Status != "failed" || !strings.Contains(af.Reason, "Exit Code: 1") {
+					t.Errorf("err = %v, want AllocFailedError failed with exit code 1", err)
+				}
+			},
+		},
+		{
+			name: "unplaceable",
+			opts: nomadfake.Options{NodeMemoryMB: 1024},
+			res:  fsm.Resources{MemoryMB: 10000000},
+			check: func(t *testing.T, err error) {
+				var ue *UnplaceableError
+				if !errors.As(err, &ue) || ue.Exhausted["memory"] != 1 {
+					t.Errorf("err = %v, want UnplaceableError with memory exhausted", err)
+				}
+			},
+		},
+		{
+			name: "scheduler slower than the timeout",
+			opts: nomadfake.Options{HoldEvals: true},
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, ErrPlaceTimeout) {
+					t.Errorf("err = %v, want ErrPlaceTimeout", err)
+				}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.opts, func(c *Config) { c.PlaceTimeout = 400 * time.Millisecond })
+			if tc.drive != nil {
+				go tc.drive(e)
+			}
+			s := spec
+			if tc.res.MemoryMB != 0 {
+				s.Resources = tc.res
+			}
+			_, err := e.d.Create(ctxT(t), s)
+			tc.check(t, err)
+			if j := e.fake.Job("cs-test-sb1"); j != nil {
+				t.Errorf("job left registered after a failed create: status %s", *j.Status)
+			}
+		})
+	}
+}
+
+func TestLostAllocationIsNotRunning(t *testing.T) {
+	cases := []struct {
+		name       string
+		oldNomad   bool // before 1.8 the disconnect block is ignored
+		wantAllocs int
+	}{
+		{"replacement prevented", false, 1},
+		{"nomad replaces it anyway", true, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
+			e.fake.IgnoreDisconnect = tc.oldNomad
+			ctx := ctxT(t)
+			p, err := e.d.Create(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.fake.Lose(p.ContainerID); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(e.fake.Allocs("cs-test-sb1")); n != tc.wantAllocs {
+				t.Errorf("allocations after loss = %d, want %d", n, tc.wantAllocs)
+			}
+			list, err := e.d.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != 1 || list[0].Running || !strings.Contains(list[0].Status, "lost") {
+				t.Errorf("list = %+v, want sb1 not running, status lost", list)
+			}
+			if list[0].Placement.ContainerID != p.ContainerID {
+				t.Errorf("listed alloc %s, want the original %s", list[0].Placement.ContainerID, p.ContainerID)
+			}
+		})
+	}
+}
+
+func TestPauseResumeKeepsWorkspaceFiles(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
+	ctx := ctxT(t)
+	p, err := e.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	defer c.Close()
+	if _, err := c.WriteFile(ctx, e.ws+"/src/main.py", strings.NewReader("print(42)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := e.d.Pause(ctx, "sb1"); err != nil {
+			t.Fatalf("pause %d: %v", i, err)
+		}
+	}
+	if j := e.fake.Job("cs-test-sb1"); j == nil || !*j.Stop {
+		t.Error("job not stopped while paused")
+	}
+	if _, err := c.Health(ctx); err == nil {
+		t.Error("agent still answers while paused: want the task stopped")
+	}
+	list, err := e.d.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || !list[0].Paused || !list[0].Running {
+		t.Errorf("list while paused = %+v, want sb1 paused", list)
+	}
+
+	if err := e.d.Resume(ctx, "sb1"); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	// Same endpoint and secret: the placement in the FSM stays valid.
+	rc, err := c.ReadFile(ctx, e.ws+"/src/main.py")
+	if err != nil {
+		t.Fatalf("read after resume at the recorded endpoint: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "print(42)\n" {
+		t.Errorf("file after resume = %q", got)
+	}
+	allocs := e.fake.Allocs("cs-test-sb1")
+	if len(allocs) != 2 {
+		t.Errorf("allocations = %d, want the original and the resumed one", len(allocs))
+	}
+	list, _ = e.d.List(ctx)
+	if len(list) != 1 || list[0].Paused || !list[0].Running || list[0].Placement.ContainerID != allocs[1] {
+		t.Errorf("list after resume = %+v, want sb1 running in %s", list, allocs[1])
+	}
+	if err := e.d.Resume(ctx, "sb1"); err != nil {
+		t.Errorf("resume of a running sandbox: %v, want success", err)
+	}
+}
+
+func TestUpdateRefusesLimitChanges(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{}, nil)
+	if err := e.d.Update(ctxT(t), "sb1", fsm.Resources{MemoryMB: 1024}); !errors.Is(err, ErrLimitsFixed) {
+		t.Errorf("update = %v, want ErrLimitsFixed", err)
+	}
+}

@@ -1,0 +1,220 @@
+package nomad
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
+)
+
+// Job meta keys and labels naming the owner; List finds jobs by them.
+const (
+	MetaCluster = "cloud_sandbox_cluster"
+	MetaSandbox = "sandbox_id"
+	MetaManaged = "cloud_sandbox_managed"
+
+	LabelCluster = "cloud-sandbox.cluster"
+	LabelSandbox = "cloud-sandbox.sandbox"
+	LabelManaged = "cloud-sandbox.managed"
+)
+
+// Names inside the job and paths inside the sandbox (as the docker driver).
+const (
+	groupName     = "sandbox"
+	taskName      = "sandbox"
+	portLabel     = "agent"
+	agentPath     = "/.sandbox/agent"
+	secretFile    = "secrets/agent-secret" // relative to the task dir
+	workspacePath = "/workspace"
+	sandboxUser   = "1000:1000"
+	sandboxUID    = 1000
+)
+
+var sandboxID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+func checkID(id string) error {
+	if !sandboxID.MatchString(id) {
+		return fmt.Errorf("sandbox id %q: want [a-zA-Z0-9_.-], starting alphanumeric", id)
+	}
+	return nil
+}
+
+// JobID is the Nomad job id of a sandbox: <JobPrefix>-<sandbox id>.
+func (d *Driver) JobID(sandboxID string) string { return d.cfg.JobPrefix + "-" + sandboxID }
+
+// resources fills zero fields with the driver's defaults.
+func (d *Driver) resources(res fsm.Resources) fsm.Resources {
+	if res.CPUCount <= 0 {
+		res.CPUCount = d.cfg.DefaultCPUs
+	}
+	if res.MemoryMB <= 0 {
+		res.MemoryMB = d.cfg.DefaultMemoryMB
+	}
+	if res.DiskMB <= 0 {
+		res.DiskMB = d.cfg.DefaultDiskMB
+	}
+	return res
+}
+
+// cpuMHz converts a CPU count to Nomad's MHz: CPUCount × MHzPerCPU,
+// at least Nomad's minimum of 1 MHz.
+func (d *Driver) cpuMHz(cpus float64) int {
+	return max(1, int(cpus*float64(d.cfg.MHzPerCPU)+0.5))
+}
+
+// Job builds the Nomad job for one sandbox; the secret is the agent's bearer
+// token. It is exported so jobs/sandbox.nomad.hcl can be checked against it.
+func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
+	res := d.resources(spec.Resources)
+	id := d.JobID(spec.ID)
+	job := api.NewBatchJob(id, id, d.cfg.Region, d.cfg.Priority)
+	job.Datacenters = d.cfg.Datacenters
+	if d.cfg.Namespace != "" {
+		job.Namespace = &d.cfg.Namespace
+	}
+	if d.cfg.NodePool != "" {
+		job.NodePool = &d.cfg.NodePool
+	}
+	if d.cfg.Region == "" {
+		job.Region = nil
+	}
+	job.Meta = map[string]string{MetaCluster: d.cfg.Cluster, MetaSandbox: spec.ID, MetaManaged: "true"}
+
+	tg := api.NewTaskGroup(groupName, 1)
+	// Nomad must never restart or replace a sandbox on its own: the
+	// reconciler sees the failure and the pool replaces it.
+	tg.RestartPolicy = &api.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
+	tg.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	// Nomad 1.8+: keep a disconnected allocation, never place a replacement.
+	// Before 1.8 neither field exists and a lost allocation is replaced;
+	// List then reports the sandbox not running (see list.go).
+	tg.Disconnect = &api.DisconnectStrategy{Replace: ptr(false)}
+	tg.EphemeralDisk = &api.EphemeralDisk{SizeMB: ptr(64)}
+	mode := d.cfg.NoEgressNetwork
+	if spec.Network {
+		mode = d.cfg.EgressNetwork
+	}
+	tg.Networks = []*api.NetworkResource{{
+		Mode:         mode,
+		DynamicPorts: []api.Port{{Label: portLabel, To: d.cfg.AgentPort}},
+	}}
+
+	task := api.NewTask(taskName, "docker")
+	task.User = sandboxUser
+	task.KillTimeout = ptr(5 * time.Second)
+	task.Resources = &api.Resources{
+		CPU:         ptr(d.cpuMHz(res.CPUCount)),
+		MemoryMB:    ptr(int(res.MemoryMB)),
+		MemoryMaxMB: ptr(int(res.MemoryMB)), // no oversubscription
+	}
+	task.Config = d.taskConfig(spec, res)
+	// The secret reaches the agent as a file in the task's secrets/ dir
+	// (not the environment: execs would inherit it and docker inspect shows it).
+	task.Templates = []*api.Template{{
+		EmbeddedTmpl: ptr(secret),
+		DestPath:     ptr(secretFile),
+		Perms:        ptr("0400"),
+		Uid:          ptr(sandboxUID),
+		Gid:          ptr(sandboxUID),
+		ChangeMode:   ptr("noop"),
+		LeftDelim:    ptr("[[nomad-no-template"), // the secret is data, never a template
+		RightDelim:   ptr("nomad-no-template]]"),
+	}}
+	if d.cfg.AgentArtifact != "" {
+		task.Artifacts = []*api.TaskArtifact{{
+			GetterSource: ptr(d.cfg.AgentArtifact),
+			RelativeDest: ptr("local/"),
+			GetterMode:   ptr("file"),
+		}}
+	}
+	tg.AddTask(task)
+	job.AddTaskGroup(tg)
+	return job
+}
+
+// taskConfig is the docker task's config: the docker driver's hardening.
+func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]any {
+	entry := agentPath
+	mounts := []map[string]any{
+		{
+			"type": "tmpfs", "target": workspacePath, "readonly": false,
+			// Docker's tmpfs takes no uid: mode 1777 lets user 1000 write.
+			"tmpfs_options": map[string]any{"size": res.DiskMB << 20, "mode": 01777},
+		},
+		{
+			"type": "tmpfs", "target": "/tmp", "readonly": false,
+			"tmpfs_options": map[string]any{"size": d.cfg.TmpSizeMB << 20, "mode": 01777},
+		},
+	}
+	if d.cfg.AgentArtifact == "" {
+		mounts = append([]map[string]any{{
+			"type": "bind", "source": d.cfg.AgentPath, "target": agentPath, "readonly": true,
+		}}, mounts...)
+	} else {
+		entry = "/local/" + artifactName(d.cfg.AgentArtifact)
+	}
+	labels := map[string]string{}
+	for k, v := range d.cfg.Labels {
+		labels[k] = v
+	}
+	labels[LabelCluster] = d.cfg.Cluster
+	labels[LabelSandbox] = spec.ID
+	labels[LabelManaged] = "true"
+	cfg := map[string]any{
+		"image":      spec.Image,
+		"force_pull": false,
+		"entrypoint": []string{entry},
+		"args": []string{
+			"-listen", "tcp://0.0.0.0:" + strconv.Itoa(d.cfg.AgentPort),
+			"-secret-file", "/" + secretFile,
+			"-workdir", workspacePath,
+		},
+		"work_dir":        workspacePath,
+		"ports":           []string{portLabel},
+		"cap_drop":        []string{"ALL"},
+		"readonly_rootfs": true,
+		"pids_limit":      d.cfg.PidsLimit,
+		"security_opt":    []string{"no-new-privileges"},
+		"ipc_mode":        "private",
+		"init":            false, // the agent is PID 1 and reaps
+		"privileged":      false,
+		"cpu_hard_limit":  true,
+		"shm_size":        d.cfg.TmpSizeMB << 20,
+		"oom_score_adj":   500,
+		"labels":          []map[string]string{labels},
+		"mount":           mounts,
+		"logging": map[string]any{
+			"type":   "json-file",
+			"config": []map[string]string{{"max-size": "1m", "max-file": "2"}},
+		},
+	}
+	if d.cfg.Runtime != "" {
+		cfg["runtime"] = d.cfg.Runtime
+	}
+	return cfg
+}
+
+// artifactName is the file go-getter writes for a URL: its last path element.
+func artifactName(src string) string {
+	end := len(src)
+	for i := 0; i < len(src); i++ {
+		if src[i] == '?' {
+			end = i
+			break
+		}
+	}
+	s := src[:end]
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,109 @@
+package nomad
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/nomad/nomadfake"
+)
+
+// directApplier applies commands to an FSM in order, as one Raft node would.
+type directApplier struct {
+	mu    sync.Mutex
+	f     *fsm.FSM
+	index uint64
+}
+
+func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fsm.Hdr(c).Now.IsZero() {
+		fsm.Hdr(c).Now = time.Now().UTC()
+	}
+	b, err := fsm.Encode(c)
+	if err != nil {
+		return nil, err
+	}
+	a.index++
+	resp := a.f.Apply(&raft.Log{Index: a.index, Data: b}).(*fsm.Response)
+	return resp, resp.Error()
+}
+
+func (a *directApplier) ConsistentRead(context.Context) error { return nil }
+
+// A control node crashed after placing sandboxes its successor's state does
+// not know: the real reconciler, driving the nomad driver, removes those
+// orphans (and nothing of another cluster), warms the pool on Nomad, and
+// replaces a sandbox whose allocation is lost.
+func TestReconcilerCleansOrphansAndReplacesLostSandboxes(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
+	ctx := ctxT(t)
+	for _, id := range []string{"orphan1", "orphan2"} {
+		s := spec
+		s.ID = id
+		if _, err := e.d.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := New(Config{Address: e.fake.URL(), Cluster: "other", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := spec
+	foreign.ID = "x"
+	if _, _, err := other.api.Jobs().Register(other.Job(foreign, "s"), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	f := fsm.New()
+	apply := &directApplier{f: f}
+	pool := fsm.PoolConfig{MinSize: 2, MaxSize: 3, Image: spec.Image, Resources: spec.Resources}
+	if _, err := apply.Apply(ctx, &fsm.SetPool{Pool: pool}); err != nil {
+		t.Fatal(err)
+	}
+	rec := placement.New(placement.Config{Resync: 50 * time.Millisecond, Metrics: placement.NewMetrics(prometheus.NewRegistry()), Logger: quietLogger()}, e.d, apply, f)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rec.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	idle := func() []*fsm.Sandbox { return f.SandboxesByState(fsm.StateIdle) }
+	eventually(t, "orphans purged and two idle sandboxes on nomad", func() bool {
+		return e.fake.Job("cs-test-orphan1") == nil && e.fake.Job("cs-test-orphan2") == nil && len(idle()) == 2
+	})
+	for _, sb := range idle() {
+		if sb.Placement.Driver != "nomad" || sb.Placement.AgentSecret == "" || e.fake.Job("cs-test-"+sb.ID) == nil {
+			t.Errorf("idle sandbox %s placement %+v: want a nomad job with an agent secret", sb.ID, sb.Placement)
+		}
+	}
+	if e.fake.Job("cs-other-x") == nil {
+		t.Error("another cluster's job was removed")
+	}
+
+	lost := idle()[0]
+	if err := e.fake.Lose(lost.Placement.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lost sandbox replaced", func() bool {
+		sb, _ := f.Sandbox(lost.ID)
+		return (sb == nil || sb.State == fsm.StateFailed) && len(idle()) == 2 && e.fake.Job("cs-test-"+lost.ID) == nil
+	})
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
