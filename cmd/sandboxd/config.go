@@ -28,14 +28,16 @@ type config struct {
 	Join        []string
 	ClusterName string
 
-	Driver     string
-	AgentBin   string
-	StateDir   string
-	Runtime    string
-	Pool       fsm.PoolConfig
-	LogFormat  string
-	LogLevel   string
-	ShutdownIn time.Duration
+	Driver        string
+	AgentBin      string
+	StateDir      string
+	Runtime       string
+	Labels        map[string]string
+	HTTPAdvertise string
+	Pool          fsm.PoolConfig
+	LogFormat     string
+	LogLevel      string
+	ShutdownIn    time.Duration
 }
 
 func loadConfig(args []string, getenv func(string) string) (*config, error) {
@@ -57,7 +59,9 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	join := fs.String("join", env("JOIN", ""), "addresses of running nodes to join, comma separated")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", envBool(getenv("BOOTSTRAP"), false), "bootstrap a single-node cluster (the default when neither -peers nor -join is given)")
 	fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", "cloud-sandbox"), "name labelling this cluster's sandboxes")
-	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker")
+	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker (local) or nomad")
+	fs.StringVar(&c.HTTPAdvertise, "http-advertise", env("HTTP_ADVERTISE", ""), "REST address published in Consul (default: -listen)")
+	labels := fs.String("labels", env("SANDBOX_LABELS", ""), "extra labels for sandbox containers, key=value,...")
 	fs.StringVar(&c.AgentBin, "agent-bin", env("SANDBOX_AGENT_BIN", ""), "static sandbox-agent binary mounted into sandboxes (default: beside sandboxd)")
 	fs.StringVar(&c.StateDir, "sandbox-dir", env("SANDBOX_STATE_DIR", ""), "host directory for per-sandbox agent sockets (default: DATA_DIR/sb)")
 	fs.StringVar(&c.Runtime, "runtime", env("SANDBOX_RUNTIME", ""), "Docker runtime for sandboxes, e.g. runsc (default: the daemon's)")
@@ -73,7 +77,11 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.Join = splitList(*join)
-	if len(c.Peers) == 0 && len(c.Join) == 0 {
+	if c.Labels, err = parseLabels(*labels); err != nil {
+		return nil, fmt.Errorf("SANDBOX_LABELS: %w", err)
+	}
+	// With Consul discovery the peers come from Consul, not from here.
+	if len(c.Peers) == 0 && len(c.Join) == 0 && getenv("CONSUL_HTTP_ADDR") == "" {
 		c.Bootstrap = true
 	}
 	if c.Advertise == "" {
@@ -133,8 +141,8 @@ func (c *config) validate() error {
 	if c.Pool.MinSize < 0 || c.Pool.MaxSize < 1 || c.Pool.MinSize > c.Pool.MaxSize {
 		errs = append(errs, fmt.Errorf("pool sizes: need 0 <= POOL_MIN_SIZE (%d) <= POOL_MAX_SIZE (%d) and POOL_MAX_SIZE >= 1", c.Pool.MinSize, c.Pool.MaxSize))
 	}
-	if c.Driver != "docker" {
-		errs = append(errs, fmt.Errorf("PLACEMENT_DRIVER %q: only \"docker\" is available in this build", c.Driver))
+	if c.Driver != "docker" && c.Driver != "nomad" {
+		errs = append(errs, fmt.Errorf("PLACEMENT_DRIVER %q: want docker or nomad", c.Driver))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("-data-dir is required"))

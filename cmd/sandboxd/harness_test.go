@@ -107,7 +107,8 @@ func startNode(t testing.TB, o nodeOpts) *node {
 	n.api, n.ops, n.raft = "http://"+api, "http://"+ops, raft
 	n.args = []string{"-node-id", n.id, "-data-dir", dir, "-listen", api, "-ops-listen", ops, "-raft-addr", raft,
 		"-cluster-name", o.cluster, "-agent-bin", agentBin}
-	n.env = append(os.Environ(), "POOL_MIN_SIZE=2", "POOL_MAX_SIZE=8", "SANDBOX_IMAGE=python:3.11-slim")
+	n.env = append(os.Environ(), "POOL_MIN_SIZE=2", "POOL_MAX_SIZE=8", "SANDBOX_IMAGE=python:3.11-slim",
+		"SANDBOX_LABELS=cloud-sandbox.test=1")
 	for k, v := range o.env {
 		n.env = append(n.env, k+"="+v)
 	}
@@ -310,10 +311,17 @@ func containers(t testing.TB, cluster string) []string {
 	return strings.Fields(string(out))
 }
 
+// removeClusterContainers removes a dead cluster's containers. It looks
+// twice: the daemon may still finish a create the node sent before it died.
 func removeClusterContainers(cluster string) {
-	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=cloud-sandbox.cluster="+cluster).Output()
-	if ids := strings.Fields(string(out)); len(ids) > 0 {
-		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=cloud-sandbox.cluster="+cluster).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
-	"github.com/cloud-sandbox/cloud-sandbox/placement/docker"
 )
 
 func main() {
@@ -59,6 +58,13 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("cluster metrics: %w", err)
 	}
+	disc, err := discover(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if disc != nil {
+		defer disc.close()
+	}
 	state := fsm.New()
 	node, err := cluster.Open(cluster.Config{
 		ID:            cfg.NodeID,
@@ -81,15 +87,12 @@ func run(args []string) error {
 		}
 	}()
 
-	driver, err := docker.New(docker.Config{
-		Cluster:     cfg.ClusterName,
-		AgentBinary: cfg.AgentBin,
-		StateDir:    cfg.StateDir,
-		Runtime:     cfg.Runtime,
-		Logger:      log,
-	})
+	if disc != nil {
+		go disc.run(ctx, node)
+	}
+	driver, err := newDriver(cfg, log)
 	if err != nil {
-		return fmt.Errorf("docker driver: %w", err)
+		return fmt.Errorf("placement driver: %w", err)
 	}
 	pool := cfg.Pool
 	rec := placement.New(placement.Config{Logger: log, Metrics: placement.NewMetrics(reg), Pool: &pool}, driver, node, state)
