@@ -25,6 +25,7 @@ func main() {
 	workdir := flag.String("workdir", "/workspace", "default working directory and HOME of execs")
 	secretFile := flag.String("secret-file", "", "file holding the bearer secret (TCP mode; or env "+secretEnv+")")
 	subreaper := flag.Bool("subreaper", false, "adopt and reap orphans when not running as PID 1")
+	pythonZygote := flag.Bool("python-zygote", true, "fork python execs from a warm interpreter instead of starting python3 cold")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -53,6 +54,8 @@ func main() {
 			Secret:  secret,
 			Env:     childEnv(),
 			Logger:  log,
+
+			DisablePythonZygote: !*pythonZygote,
 		},
 	})
 	if err != nil {

@@ -54,19 +54,32 @@ func BenchmarkExecTrue(b *testing.B) {
 	})
 }
 
-// BenchmarkExecPython: python print(1) through the agent against a local
-// python3 -c.
+// BenchmarkExecPython: python print(1) through the agent, forked from the
+// warm zygote and started cold, against a local python3 -c fork+exec.
 func BenchmarkExecPython(b *testing.B) {
-	a := startAgent(b, ServerConfig{})
+	warm := startAgent(b, ServerConfig{})
+	cold := startAgent(b, ServerConfig{DisablePythonZygote: true})
 	ctx := ctxT(b)
-	b.ResetTimer()
-	compare(b, "python print(1)", func() error {
-		res, err := a.client.Exec(ctx, ExecRequest{Code: "print(1)", Language: "python"})
-		if err == nil && res.Stdout != "1\n" {
-			b.Fatalf("stdout %q", res.Stdout)
+	run := func(a *testAgent) func() error {
+		return func() error {
+			res, err := a.client.Exec(ctx, ExecRequest{Code: "print(1)", Language: "python"})
+			if err == nil && res.Stdout != "1\n" {
+				b.Fatalf("stdout %q", res.Stdout)
+			}
+			return err
 		}
-		return err
-	}, func() error {
-		return exec.Command("/usr/bin/python3", "-c", "print(1)").Run()
-	})
+	}
+	local := func() error { return exec.Command("/usr/bin/python3", "-c", "print(1)").Run() }
+	_, _ = run(warm)(), run(cold)() // warm the connections and start the zygote
+	b.ResetTimer()
+	n := max(b.N, 20)
+	zygote := medianOf(b, n, run(warm))
+	coldAgent := medianOf(b, n, run(cold))
+	direct := medianOf(b, n, local)
+	b.ReportMetric(float64(zygote.Microseconds()), "zygote-median-µs")
+	b.ReportMetric(float64(coldAgent.Microseconds()), "cold-median-µs")
+	b.ReportMetric(float64(direct.Microseconds()), "local-median-µs")
+	b.ReportMetric(float64(coldAgent)/float64(zygote), "cold/zygote")
+	b.Logf("python print(1) over %d runs: agent+zygote median %v, agent cold python3 -c %v, local python3 -c fork+exec %v; cold/zygote %.1fx, local/zygote %.1fx",
+		n, zygote, coldAgent, direct, float64(coldAgent)/float64(zygote), float64(direct)/float64(zygote))
 }

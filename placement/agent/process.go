@@ -135,7 +135,7 @@ func (s *Server) run(ctx context.Context, p procSpec, onOutput outputFunc) (*Exe
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
 	began := time.Now()
-	pid, done, err := s.spawn.start(p.path, p.argv, attr)
+	pid, done, err := s.startProc(p, attr)
 	// The child has its copies; ours must go so that EOF comes when it exits.
 	closeAll(outW, errW)
 	if stdin != s.devNull {
@@ -201,6 +201,20 @@ func (s *Server) run(ctx context.Context, p procSpec, onOutput outputFunc) (*Exe
 		return res, fmt.Errorf("exec %s: %w", p.argv[0], err)
 	}
 	return res, nil
+}
+
+// startProc forks p from the warm Python server when it is "python3 -c"
+// and the server can run it exactly so; otherwise, and whenever the server
+// fails before the child exists, it fork+execs p.
+func (s *Server) startProc(p procSpec, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
+	if s.zygote.eligible(p) {
+		pid, done, err := s.zygote.start(p, attr.Files)
+		if err == nil {
+			return pid, done, nil
+		}
+		s.log.Info("agent: python exec runs cold", "reason", err)
+	}
+	return s.spawn.start(p.path, p.argv, attr)
 }
 
 // stdinFor returns the child's stdin and, when there is input, the write end

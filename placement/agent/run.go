@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		}
 	}
 	cfg.Server.ReapAll = isInit || cfg.Subreaper
+	// Whatever we inherited beyond stdio is not for the sandbox's processes.
+	closeInheritedOnExec()
 
 	// Signals are subscribed before serving so none is lost at start-up.
 	sigs := make(chan os.Signal, 2)
@@ -88,6 +91,21 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	return nil
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec,
+// so a descriptor left open by whoever started the agent never reaches an
+// exec (the agent's own descriptors are close-on-exec already).
+func closeInheritedOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // listen opens the listener and returns what removes it afterwards.

@@ -21,6 +21,7 @@ type Server struct {
 	log     *slog.Logger
 	http    *http.Server
 	spawn   spawner
+	zygote  *zygote // nil when disabled
 	devNull *os.File
 	baseEnv map[string]string
 
@@ -56,6 +57,11 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	for k, v := range cfg.Env {
 		s.baseEnv[k] = v
+	}
+	if !cfg.DisablePythonZygote && s.devNull != nil {
+		if env, pathEnv, err := s.mergeEnv(nil); err == nil {
+			s.zygote = newZygote(s.log, s.spawn, env, pathEnv, s.devNull)
+		}
 	}
 	s.http = &http.Server{
 		Handler:           s.routes(),
@@ -97,6 +103,9 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	s.Signal(syscall.SIGKILL)
+	if s.zygote != nil {
+		s.zygote.close()
+	}
 	s.spawn.close()
 	if s.devNull != nil {
 		_ = s.devNull.Close()

@@ -29,6 +29,12 @@ func startAgent(t testing.TB, cfg ServerConfig) *testAgent {
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
 	}
+	return serveAgent(t, NewServer(cfg))
+}
+
+// serveAgent serves srv on a unix socket and shuts it down at cleanup.
+func serveAgent(t testing.TB, srv *Server) *testAgent {
+	t.Helper()
 	sockDir, err := os.MkdirTemp("", "ag")
 	if err != nil {
 		t.Fatal(err)
@@ -39,10 +45,9 @@ func startAgent(t testing.TB, cfg ServerConfig) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(cfg)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	c := NewClient("unix://"+sock, cfg.Secret)
+	c := NewClient("unix://"+sock, srv.cfg.Secret)
 	t.Cleanup(func() {
 		c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -54,7 +59,7 @@ func startAgent(t testing.TB, cfg ServerConfig) *testAgent {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testAgent{client: c, workdir: cfg.Workdir}
+	return &testAgent{client: c, workdir: srv.cfg.Workdir}
 }
 
 func ctxT(t testing.TB) context.Context {
