@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
 )
 
 // Config configures a Driver. Zero values take the defaults noted.
@@ -46,10 +47,6 @@ type Config struct {
 // maxSocketPath keeps StateDir/<id>/agent.sock under the 108-byte sun_path.
 const maxSocketPath = 104
 
-// clusterName is what a Docker container name allows, minus '.' to keep
-// cs-<cluster>-<id> unambiguous to read.
-var clusterName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
-
 func (c *Config) setDefaults() {
 	if c.PidsLimit == 0 {
 		c.PidsLimit = 256
@@ -82,8 +79,8 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	var errs []error
-	if !clusterName.MatchString(c.Cluster) {
-		errs = append(errs, fmt.Errorf("cluster %q: want 1-63 of [a-zA-Z0-9_-], starting alphanumeric", c.Cluster))
+	if err := placement.CheckClusterName(c.Cluster); err != nil {
+		errs = append(errs, err)
 	}
 	if !filepath.IsAbs(c.AgentBinary) {
 		errs = append(errs, fmt.Errorf("agent binary %q: want an absolute host path", c.AgentBinary))

@@ -24,7 +24,7 @@ import (
 // Create starts a hardened container for spec and returns once its agent
 // answers health checks. On any failure it removes what it made.
 func (d *Driver) Create(ctx context.Context, spec placement.Spec) (p fsm.Placement, err error) {
-	if err := checkID(spec.ID); err != nil {
+	if err := placement.CheckID(spec.ID); err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox: %w", err)
 	}
 	if spec.Image == "" {
@@ -147,10 +147,10 @@ func (d *Driver) makeHostDir(dir string) error {
 			return fmt.Errorf("make host dir: %w", err)
 		}
 	}
-	if os.Geteuid() == sandboxUID {
+	if os.Geteuid() == placement.SandboxUID {
 		return nil
 	}
-	if err := os.Chown(dir, sandboxUID, sandboxUID); err != nil {
+	if err := os.Chown(dir, placement.SandboxUID, placement.SandboxUID); err != nil {
 		if !errors.Is(err, syscall.EPERM) {
 			return fmt.Errorf("chown host dir: %w", err)
 		}

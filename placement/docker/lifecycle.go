@@ -15,7 +15,7 @@ import (
 // Destroy force-removes a sandbox's container and its host directory. A
 // sandbox that is already gone is destroyed successfully.
 func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
 	// Force removes a paused container too: Docker kills, then thaws.
@@ -46,7 +46,7 @@ func (d *Driver) setPaused(ctx context.Context, sandboxID string, pause bool) er
 	if pause {
 		op, call = "pause", d.docker.ContainerPause
 	}
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("%s sandbox: %w", op, err)
 	}
 	name := d.containerName(sandboxID)
@@ -69,7 +69,7 @@ func (d *Driver) setPaused(ctx context.Context, sandboxID string, pause bool) er
 // Update changes a running sandbox's memory (swap kept equal: none) and CPU
 // limits. DiskMB cannot change: /workspace is a tmpfs mounted at start.
 func (d *Driver) Update(ctx context.Context, sandboxID string, res fsm.Resources) error {
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("update sandbox: %w", err)
 	}
 	res = d.resources(res)

@@ -23,7 +23,7 @@ func (d *Driver) List(ctx context.Context) ([]placement.Instance, error) {
 	out := make([]placement.Instance, 0, len(cs))
 	for _, c := range cs {
 		id := c.Labels[LabelSandbox]
-		if checkID(id) != nil {
+		if placement.CheckID(id) != nil {
 			// Not one of ours in shape; the label filter makes this rare.
 			d.log.Warn("labelled container without a valid sandbox id", "container.id", c.ID, "label", id)
 			continue

@@ -3,7 +3,6 @@ package docker
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -21,23 +20,10 @@ const (
 
 // Paths inside the sandbox.
 const (
-	agentPath     = "/.sandbox/agent"
-	socketDir     = "/run/sandbox"
-	socketName    = "agent.sock"
-	workspacePath = "/workspace"
-	sandboxUser   = "1000:1000"
-	sandboxUID    = 1000
+	agentPath  = "/.sandbox/agent"
+	socketDir  = "/run/sandbox"
+	socketName = "agent.sock"
 )
-
-// sandboxID is what may appear in a container name and a host path.
-var sandboxID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-
-func checkID(id string) error {
-	if !sandboxID.MatchString(id) {
-		return fmt.Errorf("sandbox id %q: want [a-zA-Z0-9_.-], starting alphanumeric", id)
-	}
-	return nil
-}
 
 // containerName is cs-<cluster>-<id>.
 func (d *Driver) containerName(id string) string {
@@ -95,12 +81,12 @@ func (d *Driver) containerSpec(spec placement.Spec) (*container.Config, *contain
 	res := d.resources(spec.Resources)
 	cfg := &container.Config{
 		Image:      spec.Image,
-		User:       sandboxUser,
-		Entrypoint: []string{agentPath, "-listen", "unix://" + socketDir + "/" + socketName, "-workdir", workspacePath},
+		User:       placement.SandboxUser,
+		Entrypoint: []string{agentPath, "-listen", "unix://" + socketDir + "/" + socketName, "-workdir", placement.WorkspacePath},
 		Cmd:        nil,
-		WorkingDir: workspacePath,
+		WorkingDir: placement.WorkspacePath,
 		// HOME by value: an image without a user 1000 would give HOME=/.
-		Env:    []string{"HOME=" + workspacePath},
+		Env:    []string{"HOME=" + placement.WorkspacePath},
 		Labels: d.labels(spec.ID),
 	}
 	pids := d.cfg.PidsLimit
@@ -114,8 +100,8 @@ func (d *Driver) containerSpec(spec placement.Spec) (*container.Config, *contain
 			{Type: mount.TypeBind, Source: d.hostDir(spec.ID), Target: socketDir},
 		},
 		Tmpfs: map[string]string{
-			workspacePath: fmt.Sprintf("rw,nosuid,nodev,size=%dm,uid=%d,gid=%d,mode=0755", res.DiskMB, sandboxUID, sandboxUID),
-			"/tmp":        fmt.Sprintf("rw,nosuid,nodev,size=%dm,mode=1777", d.cfg.TmpSizeMB),
+			placement.WorkspacePath: fmt.Sprintf("rw,nosuid,nodev,size=%dm,uid=%d,gid=%d,mode=0755", res.DiskMB, placement.SandboxUID, placement.SandboxUID),
+			"/tmp":                  fmt.Sprintf("rw,nosuid,nodev,size=%dm,mode=1777", d.cfg.TmpSizeMB),
 		},
 		ShmSize:        d.cfg.TmpSizeMB << 20,
 		ReadonlyRootfs: true,

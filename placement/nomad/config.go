@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
 )
 
 // Config configures a Driver. Zero values take the defaults noted.
@@ -90,8 +91,6 @@ const (
 	DefaultNoEgressNetwork = "cni/cloud-sandbox-noegress"
 )
 
-var clusterName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
-
 func (c *Config) setDefaults() {
 	if len(c.Datacenters) == 0 {
 		c.Datacenters = []string{"*"}
@@ -147,8 +146,8 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	var errs []error
-	if !clusterName.MatchString(c.Cluster) {
-		errs = append(errs, fmt.Errorf("cluster %q: want [a-zA-Z0-9_-], starting alphanumeric, at most 63", c.Cluster))
+	if err := placement.CheckClusterName(c.Cluster); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AgentArtifact == "" && !filepath.IsAbs(c.AgentPath) {
 		errs = append(errs, fmt.Errorf("agent path %q is not absolute", c.AgentPath))

@@ -61,7 +61,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg:       cfg,
 		api:       client,
 		log:       cfg.Logger.With("component", "placement.nomad"),
-		workspace: workspacePath,
+		workspace: placement.WorkspacePath,
 		locks:     map[string]*sync.Mutex{},
 	}, nil
 }
@@ -85,7 +85,7 @@ func (d *Driver) lock(id string) func() {
 // its agent to answer, and returns where it is. On any failure the job is
 // deregistered with purge, so nothing is left behind.
 func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement, error) {
-	if err := checkID(spec.ID); err != nil {
+	if err := placement.CheckID(spec.ID); err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox: %w", err)
 	}
 	defer d.lock(spec.ID)()
@@ -150,7 +150,7 @@ func (d *Driver) waitHealthy(ctx context.Context, p fsm.Placement) error {
 // Destroy deregisters the sandbox's job with purge and drops any pause
 // archive. A job that is gone is success.
 func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
 	defer d.lock(sandboxID)()

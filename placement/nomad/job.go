@@ -1,8 +1,6 @@
 package nomad
 
 import (
-	"fmt"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -25,24 +23,12 @@ const (
 
 // Names inside the job and paths inside the sandbox (as the docker driver).
 const (
-	groupName     = "sandbox"
-	taskName      = "sandbox"
-	portLabel     = "agent"
-	agentPath     = "/.sandbox/agent"
-	secretFile    = "secrets/agent-secret" // relative to the task dir
-	workspacePath = "/workspace"
-	sandboxUser   = "1000:1000"
-	sandboxUID    = 1000
+	groupName  = "sandbox"
+	taskName   = "sandbox"
+	portLabel  = "agent"
+	agentPath  = "/.sandbox/agent"
+	secretFile = "secrets/agent-secret" // relative to the task dir
 )
-
-var sandboxID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-
-func checkID(id string) error {
-	if !sandboxID.MatchString(id) {
-		return fmt.Errorf("sandbox id %q: want [a-zA-Z0-9_.-], starting alphanumeric", id)
-	}
-	return nil
-}
 
 // JobID is the Nomad job id of a sandbox: <JobPrefix>-<sandbox id>.
 func (d *Driver) JobID(sandboxID string) string { return d.cfg.JobPrefix + "-" + sandboxID }
@@ -105,7 +91,7 @@ func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
 	}}
 
 	task := api.NewTask(taskName, "docker")
-	task.User = sandboxUser
+	task.User = placement.SandboxUser
 	task.KillTimeout = ptr(5 * time.Second)
 	task.Resources = &api.Resources{
 		CPU:         ptr(d.cpuMHz(res.CPUCount)),
@@ -119,8 +105,8 @@ func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
 		EmbeddedTmpl: ptr(secret),
 		DestPath:     ptr(secretFile),
 		Perms:        ptr("0400"),
-		Uid:          ptr(sandboxUID),
-		Gid:          ptr(sandboxUID),
+		Uid:          ptr(placement.SandboxUID),
+		Gid:          ptr(placement.SandboxUID),
 		ChangeMode:   ptr("noop"),
 		LeftDelim:    ptr("[[nomad-no-template"), // the secret is data, never a template
 		RightDelim:   ptr("nomad-no-template]]"),
@@ -142,7 +128,7 @@ func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]a
 	entry := agentPath
 	mounts := []map[string]any{
 		{
-			"type": "tmpfs", "target": workspacePath, "readonly": false,
+			"type": "tmpfs", "target": placement.WorkspacePath, "readonly": false,
 			// Docker's tmpfs takes no uid: mode 1777 lets user 1000 write.
 			"tmpfs_options": map[string]any{"size": res.DiskMB << 20, "mode": 01777},
 		},
@@ -172,9 +158,9 @@ func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]a
 		"args": []string{
 			"-listen", "tcp://0.0.0.0:" + strconv.Itoa(d.cfg.AgentPort),
 			"-secret-file", "/" + secretFile,
-			"-workdir", workspacePath,
+			"-workdir", placement.WorkspacePath,
 		},
-		"work_dir":        workspacePath,
+		"work_dir":        placement.WorkspacePath,
 		"ports":           []string{portLabel},
 		"cap_drop":        []string{"ALL"},
 		"readonly_rootfs": true,

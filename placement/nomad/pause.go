@@ -43,7 +43,7 @@ func (d *Driver) archivePaths(id string) (tarPath, recPath string) {
 // Pause archives /workspace and stops the job. Pausing a paused sandbox
 // succeeds.
 func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("pause sandbox: %w", err)
 	}
 	if d.cfg.ArchiveDir == "" {
@@ -85,7 +85,7 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 // Resume places the job again on the same node and host port, restores
 // /workspace, and drops the archive. Resuming a running sandbox succeeds.
 func (d *Driver) Resume(ctx context.Context, sandboxID string) error {
-	if err := checkID(sandboxID); err != nil {
+	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("resume sandbox: %w", err)
 	}
 	defer d.lock(sandboxID)()
@@ -200,7 +200,7 @@ func (d *Driver) archived() (map[string]bool, error) {
 		return nil, fmt.Errorf("read archive dir: %w", err)
 	}
 	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && checkID(id) == nil {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && placement.CheckID(id) == nil {
 			out[id] = true
 		}
 	}
