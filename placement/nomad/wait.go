@@ -26,6 +26,16 @@ const maxBlock = 5 * time.Second
 func (d *Driver) waitPlaced(ctx context.Context, jobID, image string, reg *api.JobRegisterResponse) (fsm.Placement, error) {
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.PlaceTimeout)
 	defer cancel()
+	p, err := d.followAllocs(wctx, jobID, image, reg)
+	// Whichever query the place timeout interrupted, the caller learns it
+	// as ErrPlaceTimeout, not as that query's context error.
+	if err != nil && !errors.Is(err, ErrPlaceTimeout) && wctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("job %s: %w (%s): %v", jobID, ErrPlaceTimeout, d.cfg.PlaceTimeout, err)
+	}
+	return p, err
+}
+
+func (d *Driver) followAllocs(wctx context.Context, jobID, image string, reg *api.JobRegisterResponse) (fsm.Placement, error) {
 	var index uint64
 	for {
 		wait := maxBlock
@@ -37,9 +47,6 @@ func (d *Driver) waitPlaced(ctx context.Context, jobID, image string, reg *api.J
 		}
 		stubs, qm, err := d.api.Jobs().Allocations(jobID, false, d.queryOpts(wctx, index, wait))
 		if err != nil {
-			if wctx.Err() != nil && ctx.Err() == nil {
-				return fsm.Placement{}, fmt.Errorf("job %s: %w (%s)", jobID, ErrPlaceTimeout, d.cfg.PlaceTimeout)
-			}
 			return fsm.Placement{}, fmt.Errorf("job %s allocations: %w", jobID, err)
 		}
 		a := current(stubs, reg.JobModifyIndex)
