@@ -123,19 +123,23 @@ func (e *evalRecord) render() map[string]any {
 	return m
 }
 
-// nodeRecord is the one client node.
+// nodeRecord is one client node; Status is "ready" or "down".
 type nodeRecord struct {
-	ID, Name, Addr string
+	ID, Name, Addr, Status string
 }
 
-func newNode(o Options) nodeRecord {
-	return nodeRecord{ID: uuid(), Name: "fake-client", Addr: o.NodeAddr}
+func newNode(o Options, i int) *nodeRecord {
+	name := "fake-client"
+	if i > 0 {
+		name = fmt.Sprintf("fake-client-%d", i+1)
+	}
+	return &nodeRecord{ID: uuid(), Name: name, Addr: o.NodeAddr, Status: "ready"}
 }
 
-func (n nodeRecord) render() map[string]any {
+func (n *nodeRecord) render() map[string]any {
 	return map[string]any{
 		"ID": n.ID, "Name": n.Name, "Datacenter": "dc1", "NodePool": "default",
-		"Status": "ready", "SchedulingEligibility": "eligible",
+		"Status": n.Status, "SchedulingEligibility": "eligible",
 		"HTTPAddr":   n.Addr + ":4646",
 		"Attributes": map[string]string{"unique.network.ip-address": n.Addr, "driver.docker": "1"},
 	}
@@ -177,10 +181,66 @@ func (s *Server) schedule(job *api.Job, ev *evalRecord) {
 			s.block(job, ev, *tg.Name, mem, cpu)
 			continue
 		}
+		n, filtered := s.pickNode(job, tg)
+		if n == nil {
+			s.blockFiltered(job, ev, *tg.Name, filtered)
+			continue
+		}
 		for i := 0; i < *tg.Count; i++ {
-			s.place(job, ev, tg, i, mem, cpu)
+			s.place(job, ev, tg, i, mem, cpu, n)
 		}
 	}
+}
+
+// pickNode returns the first ready node that satisfies the job's and the
+// group's node-id constraints (the only attribute the fake knows), and the
+// constraints that filtered ready nodes out. Down nodes are not candidates,
+// as in Nomad.
+func (s *Server) pickNode(job *api.Job, tg *api.TaskGroup) (*nodeRecord, map[string]int) {
+	filtered := map[string]int{}
+	cons := append(append([]*api.Constraint(nil), job.Constraints...), tg.Constraints...)
+next:
+	for _, n := range s.nodes {
+		if n.Status != "ready" {
+			continue
+		}
+		for _, c := range cons {
+			if c.LTarget != "${node.unique.id}" || (c.Operand != "=" && c.Operand != "==") {
+				continue
+			}
+			if c.RTarget != n.ID {
+				filtered[c.LTarget+" "+c.Operand+" "+c.RTarget]++
+				continue next
+			}
+		}
+		return n, nil
+	}
+	return nil, filtered
+}
+
+// blockFiltered records a group no ready node may run, as Nomad's eval does:
+// NodesFiltered with the constraint that filtered them, and a blocked eval.
+func (s *Server) blockFiltered(job *api.Job, ev *evalRecord, group string, filtered map[string]int) {
+	ready, total := 0, 0
+	for _, n := range filtered {
+		total += n
+	}
+	for _, n := range s.nodes {
+		if n.Status == "ready" {
+			ready++
+		}
+	}
+	ev.FailedTGAllocs = map[string]*api.AllocationMetric{group: {
+		NodesEvaluated: ready, NodesFiltered: total, NodesInPool: len(s.nodes),
+		NodesAvailable:     map[string]int{"dc1": ready},
+		ConstraintFiltered: filtered,
+	}}
+	ev.QueuedAllocations[group] = 1
+	blocked := s.newEval(job, ev.TriggeredBy, s.index)
+	blocked.Status = "blocked"
+	blocked.QueuedAllocations = map[string]int{group: 1}
+	blocked.FailedTGAllocs = ev.FailedTGAllocs
+	ev.BlockedEval = blocked.ID
 }
 
 func (s *Server) block(job *api.Job, ev *evalRecord, group string, mem, cpu int) {
@@ -204,13 +264,13 @@ func (s *Server) block(job *api.Job, ev *evalRecord, group string, mem, cpu int)
 	ev.BlockedEval = blocked.ID
 }
 
-func (s *Server) place(job *api.Job, ev *evalRecord, tg *api.TaskGroup, i, mem, cpu int) {
+func (s *Server) place(job *api.Job, ev *evalRecord, tg *api.TaskGroup, i, mem, cpu int, node *nodeRecord) {
 	idx := s.bump(tableAllocs)
 	now := time.Now().UnixNano()
 	a := &allocRecord{
 		ID: uuid(), EvalID: ev.ID, Name: fmt.Sprintf("%s.%s[%d]", *job.ID, *tg.Name, i),
 		Namespace: *job.Namespace, JobID: *job.ID, TaskGroup: *tg.Name, JobType: *job.Type,
-		JobVersion: *job.Version, Job: job, NodeID: s.node.ID, NodeName: s.node.Name,
+		JobVersion: *job.Version, Job: job, NodeID: node.ID, NodeName: node.Name,
 		DesiredStatus: "run", ClientStatus: "pending",
 		MemoryMB: mem, CPU: cpu, CreateIndex: idx, ModifyIndex: idx, CreateTime: now, ModifyTime: now,
 	}
@@ -220,7 +280,7 @@ func (s *Server) place(job *api.Job, ev *evalRecord, tg *api.TaskGroup, i, mem, 
 			if s.opts.PortFor != nil {
 				v = s.opts.PortFor(job, p.Label, p.Value)
 			}
-			a.Ports = append(a.Ports, api.PortMapping{Label: p.Label, Value: v, To: p.To, HostIP: s.node.Addr})
+			a.Ports = append(a.Ports, api.PortMapping{Label: p.Label, Value: v, To: p.To, HostIP: node.Addr})
 		}
 		for _, p := range n.DynamicPorts {
 			v := 0
@@ -231,7 +291,7 @@ func (s *Server) place(job *api.Job, ev *evalRecord, tg *api.TaskGroup, i, mem, 
 				v = s.nextPort
 				s.nextPort++
 			}
-			a.Ports = append(a.Ports, api.PortMapping{Label: p.Label, Value: v, To: p.To, HostIP: s.node.Addr})
+			a.Ports = append(a.Ports, api.PortMapping{Label: p.Label, Value: v, To: p.To, HostIP: node.Addr})
 		}
 	}
 	s.allocs[a.ID] = a
@@ -351,10 +411,12 @@ func (s *Server) handleEvalGet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleNodeGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.read(w, r, tableNodes, func() (any, string) {
-		if id != s.node.ID {
-			return nil, "node not found"
+		for _, n := range s.nodes {
+			if n.ID == id {
+				return n.render(), ""
+			}
 		}
-		return s.node.render(), ""
+		return nil, "node not found"
 	})
 }
 

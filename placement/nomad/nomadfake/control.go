@@ -55,23 +55,59 @@ func (s *Server) Lose(allocID string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.allocs[allocID]
+	s.replaceLost(s.allocs[allocID])
+	return nil
+}
+
+// NodeDown marks a client node down: it is no longer a scheduling
+// candidate, and every live allocation on it is lost (and replaced as Lose
+// says, on another node).
+func (s *Server) NodeDown(nodeID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var node *nodeRecord
+	for _, n := range s.nodes {
+		if n.ID == nodeID {
+			node = n
+		}
+	}
+	if node == nil {
+		return fmt.Errorf("nomadfake: node %s not found", nodeID)
+	}
+	node.Status = "down"
+	s.bump(tableNodes)
+	for _, a := range s.allocs {
+		if a.NodeID == nodeID && !a.terminal() {
+			s.transition(a, "lost", 0)
+			s.replaceLost(a)
+		}
+	}
+	return nil
+}
+
+// replaceLost schedules a replacement for a lost allocation unless the
+// group forbids it. The caller holds s.mu.
+func (s *Server) replaceLost(a *allocRecord) {
 	j, ok := s.jobs[jobKey(a.Namespace, a.JobID)]
 	if !ok || *j.job.Stop {
-		return nil
+		return
 	}
 	for _, tg := range j.job.TaskGroups {
 		if *tg.Name != a.TaskGroup {
 			continue
 		}
 		if !s.IgnoreDisconnect && preventsReplace(tg) {
-			return nil
+			return
 		}
 		ev := s.newEval(j.job, "node-update", s.index)
-		s.place(j.job, ev, tg, 0, a.MemoryMB, a.CPU)
+		n, filtered := s.pickNode(j.job, tg)
+		if n == nil {
+			s.blockFiltered(j.job, ev, *tg.Name, filtered)
+			continue
+		}
+		s.place(j.job, ev, tg, 0, a.MemoryMB, a.CPU, n)
 		s.setJobStatus(jobKey(a.Namespace, a.JobID))
 	}
-	return nil
 }
 
 func preventsReplace(tg *api.TaskGroup) bool {

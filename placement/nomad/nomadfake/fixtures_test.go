@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-const fixtureDir = "../../../../shared/fixtures/nomad-1.6.5"
+// A copy of shared/fixtures/nomad-1.6.5 (recorded from a real Nomad 1.6.5
+// agent), kept in the repo so the test does not depend on what lies beside it.
+const fixtureDir = "testdata/nomad-1.6.5"
 
 type fixture struct {
 	Request struct {
@@ -32,7 +34,7 @@ func loadFixture(t *testing.T, name string) fixture {
 	t.Helper()
 	matches, _ := filepath.Glob(filepath.Join(fixtureDir, name+"-*.json"))
 	if len(matches) != 1 {
-		t.Fatalf("fixture %s: %v", name, matches)
+		t.Fatalf("fixture %s: want exactly one file %s/%s-*.json, found %v", name, fixtureDir, name, matches)
 	}
 	raw, err := os.ReadFile(matches[0])
 	if err != nil {

@@ -36,7 +36,10 @@ const (
 
 // Options shape the fake cluster.
 type Options struct {
-	// NodeMemoryMB is the one client node's memory; a group asking for more
+	// Nodes is how many client nodes there are (default 1). The scheduler
+	// places on the first ready one the job's constraints allow.
+	Nodes int
+	// NodeMemoryMB is each client node's memory; a group asking for more
 	// is unplaceable (default 16384).
 	NodeMemoryMB int
 	// NodeCPU is the node's compute in MHz (default 8000).
@@ -84,7 +87,7 @@ type Server struct {
 	jobs     map[string]*jobRecord
 	allocs   map[string]*allocRecord
 	evals    map[string]*evalRecord
-	node     nodeRecord
+	nodes    []*nodeRecord
 	nextPort int
 	requests []string // "METHOD path?query", for assertions
 }
@@ -116,7 +119,9 @@ func New(opts Options) *Server {
 		evals:    map[string]*evalRecord{},
 		nextPort: 20000,
 	}
-	s.node = newNode(opts)
+	for i := 0; i < max(opts.Nodes, 1); i++ {
+		s.nodes = append(s.nodes, newNode(opts, i))
+	}
 	s.bump(tableNodes)
 	s.ts = httptest.NewServer(s.routes())
 	return s
@@ -128,8 +133,17 @@ func (s *Server) URL() string { return s.ts.URL }
 // Close stops the server.
 func (s *Server) Close() { s.ts.Close() }
 
-// NodeID is the one client node's id.
-func (s *Server) NodeID() string { return s.node.ID }
+// NodeID is the first client node's id (the only one by default).
+func (s *Server) NodeID() string { return s.nodes[0].ID }
+
+// NodeIDs returns every client node's id, in scheduling order.
+func (s *Server) NodeIDs() []string {
+	ids := make([]string, len(s.nodes))
+	for i, n := range s.nodes {
+		ids[i] = n.ID
+	}
+	return ids
+}
 
 // Requests returns the requests served so far ("METHOD /path?query").
 func (s *Server) Requests() []string {
