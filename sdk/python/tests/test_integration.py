@@ -47,6 +47,8 @@ with Sandbox.create(
 
 GUIDE_CANDIDATES = [
     os.path.join(ROOT, "..", "..", "docs", "user-guide.md"),
+    # shared/ lies beside the repository in development and in CI.
+    os.path.join(ROOT, "..", "..", "..", "shared", "docs", "user-guide.md"),
     "/work/shared/docs/user-guide.md",
 ]
 
