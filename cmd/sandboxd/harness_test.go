@@ -170,23 +170,6 @@ func (n *node) kill() {
 	n.cmd = nil
 }
 
-// stop ends the process with SIGTERM and waits (bounded) for a clean exit.
-func (n *node) stop() error {
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(40 * time.Second):
-		n.kill()
-		return fmt.Errorf("sandboxd ignored SIGTERM for 40 s")
-	}
-	err := n.cmd.ProcessState
-	n.cmd = nil
-	if !err.Success() {
-		return fmt.Errorf("sandboxd exited with %v:\n%s", err, tail(n.logs.String(), 30))
-	}
-	return nil
-}
-
 func tail(s string, lines int) string {
 	parts := strings.Split(s, "\n")
 	if len(parts) > lines {
