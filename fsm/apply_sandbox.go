@@ -56,6 +56,27 @@ func applySandboxPlaced(t *tx, c *SandboxPlaced) *Response {
 	return &Response{Sandbox: s.Copy()}
 }
 
+func applySandboxMoved(t *tx, c *SandboxMoved) *Response {
+	old := t.sandbox(c.ID)
+	switch {
+	case c.Placement.AgentEndpoint == "":
+		// A driver bug must not leave the API with nowhere to go.
+		return fail(errorf(CodeInvalid, "sandbox %s: a move needs the new agent endpoint", c.ID))
+	case old == nil:
+		return fail(errorf(CodeNotFound, "sandbox %s not found", c.ID))
+	case old.State == StatePending || old.State == StateFailed:
+		// Pending has no placement to replace (SandboxPlaced records the
+		// first); a failed sandbox's container is being destroyed.
+		return fail(errorf(CodeConflict, "sandbox %s is %s; only a placed sandbox can move", c.ID, old.State))
+	}
+	// Idle, active, paused: the API follows the new placement at once.
+	// Terminating: recorded so that the reconciler destroys the new allocation.
+	s := old.Copy()
+	s.Placement = c.Placement
+	t.putSandbox(s)
+	return &Response{Sandbox: s.Copy()}
+}
+
 func applySandboxFailed(t *tx, c *SandboxFailed) *Response {
 	old := t.sandbox(c.ID)
 	switch {

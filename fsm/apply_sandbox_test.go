@@ -89,6 +89,53 @@ func TestSandboxPlaced(t *testing.T) {
 	})
 }
 
+// moved is a new placement on another node, as a Nomad resume reports it.
+func moved(id string) *SandboxMoved {
+	return &SandboxMoved{ID: id, Placement: Placement{Driver: "nomad", Node: "n2", ContainerID: "alloc-2-" + id, AgentEndpoint: "http://10.0.0.2:24001", AgentSecret: "s2"}}
+}
+
+func TestSandboxMoved(t *testing.T) {
+	owned := join(idle(3, "a"), cmds(acquire("alice", "x")))
+	session := join(idle(3, "a"), cmds(sessionCreate("s1", "alice", "sb1")))
+	wantMoved := func(st SandboxState) func(*testing.T, *harness, *Response) {
+		return func(t *testing.T, h *harness, r *Response) {
+			s := wantState(t, h, "a", st)
+			if s.Placement != moved("a").Placement {
+				t.Errorf("placement = %+v, want the new one %+v", s.Placement, moved("a").Placement)
+			}
+			if s.ModifyIndex != h.index {
+				t.Errorf("modify index %d, want %d", s.ModifyIndex, h.index)
+			}
+			if r.Sandbox == nil || r.Sandbox.Placement.AgentEndpoint != moved("a").Placement.AgentEndpoint {
+				t.Errorf("response sandbox = %+v", r.Sandbox)
+			}
+		}
+	}
+	runCases(t, []applyCase{
+		{name: "idle", setup: idle(3, "a"), cmd: moved("a"), check: wantMoved(StateIdle)},
+		{name: "active keeps owner and activity", setup: owned, cmd: moved("a"),
+			check: func(t *testing.T, h *harness, r *Response) {
+				wantMoved(StateActive)(t, h, r)
+				if s := h.sandbox("a"); s.Owner != "alice" || !s.LastActiveAt.Equal(t0) {
+					t.Errorf("sandbox = %+v, want alice's with last activity %v kept", s, t0)
+				}
+			}},
+		{name: "paused session sandbox", setup: join(session, cmds(&SessionPause{ID: "s1", Owner: "alice"})), cmd: moved("a"),
+			check: func(t *testing.T, h *harness, r *Response) {
+				wantMoved(StatePaused)(t, h, r)
+				if s := h.session("s1"); s.State != SessionPaused {
+					t.Errorf("session state %s, want paused", s.State)
+				}
+			}},
+		{name: "terminating records the placement to destroy",
+			setup: join(owned, cmds(release("a", "alice"))), cmd: moved("a"), check: wantMoved(StateTerminating)},
+		{name: "pending is a conflict", setup: cmds(setPool(0, 3), create("a")), cmd: moved("a"), wantErr: CodeConflict},
+		{name: "failed is a conflict", setup: join(owned, cmds(&SandboxFailed{ID: "a"})), cmd: moved("a"), wantErr: CodeConflict},
+		{name: "no endpoint", setup: owned, cmd: &SandboxMoved{ID: "a", Placement: Placement{Driver: "nomad"}}, wantErr: CodeInvalid},
+		{name: "unknown", cmd: moved("nope"), wantErr: CodeNotFound},
+	})
+}
+
 func TestSandboxFailed(t *testing.T) {
 	runCases(t, []applyCase{
 		{name: "pending fails", setup: cmds(setPool(0, 3), create("a")), cmd: &SandboxFailed{ID: "a", Reason: "no such image"},

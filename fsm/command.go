@@ -32,6 +32,7 @@ const (
 	TypeSessionDelete  CommandType = 12
 	TypeSessionsPurge  CommandType = 13
 	TypeTokenRevoke    CommandType = 14
+	TypeSandboxMoved   CommandType = 15
 )
 
 // Header is carried by every command. Apply takes time and identity from here,
@@ -75,6 +76,16 @@ type SandboxCreate struct {
 // idle (pool) or active (created on demand for an owner). A sandbox that was
 // released while being placed stays terminating and only records the placement.
 type SandboxPlaced struct {
+	Header
+	ID        string    `json:"id"`
+	Placement Placement `json:"placement"`
+}
+
+// SandboxMoved records that a sandbox now runs somewhere else (a Nomad
+// resume placed a new allocation): the API must reach its agent at the new
+// placement. A terminating sandbox records it too, so the reconciler destroys
+// the right allocation.
+type SandboxMoved struct {
 	Header
 	ID        string    `json:"id"`
 	Placement Placement `json:"placement"`
@@ -195,6 +206,7 @@ func (*SessionResume) Type() CommandType  { return TypeSessionResume }
 func (*SessionDelete) Type() CommandType  { return TypeSessionDelete }
 func (*SessionsPurge) Type() CommandType  { return TypeSessionsPurge }
 func (*TokenRevoke) Type() CommandType    { return TypeTokenRevoke }
+func (*SandboxMoved) Type() CommandType   { return TypeSandboxMoved }
 
 // newCommand returns an empty command of type t, or nil if t is unknown.
 // Adding a command is one type, one line here, and one apply function.
@@ -228,6 +240,8 @@ func newCommand(t CommandType) Command {
 		return &SessionsPurge{}
 	case TypeTokenRevoke:
 		return &TokenRevoke{}
+	case TypeSandboxMoved:
+		return &SandboxMoved{}
 	}
 	return nil
 }

@@ -139,6 +139,7 @@ var appliers = map[CommandType]func(*tx, Command) *Response{
 	TypeSessionDelete:  handler(applySessionDelete),
 	TypeSessionsPurge:  handler(applySessionsPurge),
 	TypeTokenRevoke:    handler(applyTokenRevoke),
+	TypeSandboxMoved:   handler(applySandboxMoved),
 }
 
 func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {

@@ -44,8 +44,14 @@ type Driver interface {
 	Destroy(ctx context.Context, sandboxID string) error
 	// Pause freezes a sandbox's processes, keeping memory.
 	Pause(ctx context.Context, sandboxID string) error
-	// Resume thaws a paused sandbox.
-	Resume(ctx context.Context, sandboxID string) error
+	// Resume brings a paused sandbox back and returns where it now runs.
+	// moved is false when it is where it was (Docker unpauses in place; the
+	// placement may then be zero). moved is true when the placement may differ
+	// from the one recorded before the pause (Nomad places a new allocation,
+	// possibly on another node, with a new endpoint): the caller must record
+	// the returned placement, or nobody can reach the sandbox's agent.
+	// Resuming a running sandbox succeeds.
+	Resume(ctx context.Context, sandboxID string) (p fsm.Placement, moved bool, err error)
 	// Update changes a running sandbox's limits.
 	Update(ctx context.Context, sandboxID string, res fsm.Resources) error
 	// List returns every sandbox this cluster owns, running or not.

@@ -491,13 +491,16 @@ func (r *Reconciler) ensurePaused(ctx context.Context, id string, want bool) {
 		return // never paused by us, and adopt would have told us otherwise
 	}
 	r.async(ctx, id, func() {
-		octx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
-		defer cancel()
 		var err error
 		if want {
+			octx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 			err = r.driver.Pause(octx, id)
+			cancel()
 		} else {
-			err = r.driver.Resume(octx, id)
+			err = r.resume(ctx, id)
+		}
+		if errors.Is(err, errGone) {
+			return
 		}
 		if err != nil {
 			r.log.Warn("pause/resume failed", "sandbox.id", id, "pause", want, "err", err)
@@ -507,6 +510,35 @@ func (r *Reconciler) ensurePaused(ctx context.Context, id string, want bool) {
 		r.paused[id] = want
 		r.mu.Unlock()
 	})
+}
+
+// errGone reports a sandbox destroyed because the state no longer wants it.
+var errGone = errors.New("sandbox gone from the state")
+
+// resume thaws a sandbox and, when the driver placed it anew, records the
+// new placement so the API reaches the agent where it now runs. The caller
+// holds the sandbox's claim.
+func (r *Reconciler) resume(ctx context.Context, id string) error {
+	// A resume that re-places (Nomad) waits for a placement like a create.
+	octx, cancel := context.WithTimeout(ctx, max(r.cfg.OpTimeout, r.cfg.CreateTimeout))
+	p, moved, err := r.driver.Resume(octx, id)
+	cancel()
+	if err != nil || !moved {
+		return err
+	}
+	if _, err := r.applyRetry(ctx, &fsm.SandboxMoved{ID: id, Placement: p}); err != nil {
+		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
+			// Removed or failed meanwhile: the new allocation must go.
+			r.log.Info("resumed sandbox gone from the state, destroying it", "sandbox.id", id, "err", err)
+			r.destroy(ctx, id, nil)
+			return errGone
+		}
+		// Not recorded: report failure so the next pass resumes again (a
+		// running sandbox resumes at once) and records it then.
+		return fmt.Errorf("record new placement of %s: %w", id, err)
+	}
+	r.log.Info("sandbox moved on resume", "sandbox.id", id, "node", p.Node, "container", shortID(p.ContainerID))
+	return nil
 }
 
 func (r *Reconciler) ensureResources(ctx context.Context, sb *fsm.Sandbox) {

@@ -21,7 +21,14 @@ type memDriver struct {
 	mu        sync.Mutex
 	instances map[string]*Instance
 	failImage string // Create fails for this image
-	calls     []string
+	// moveOnResume makes Resume place the sandbox anew, as Nomad does: a
+	// new container on another node with a new endpoint.
+	moveOnResume bool
+	// onResume, if set, runs at the start of Resume (without the lock): a
+	// test changes the state while the driver works.
+	onResume func(id string)
+	resumes  int
+	calls    []string
 }
 
 func newMemDriver() *memDriver { return &memDriver{instances: map[string]*Instance{}} }
@@ -52,8 +59,31 @@ func (d *memDriver) Destroy(_ context.Context, id string) error {
 	return nil
 }
 
-func (d *memDriver) Pause(_ context.Context, id string) error  { return d.setPaused(id, true) }
-func (d *memDriver) Resume(_ context.Context, id string) error { return d.setPaused(id, false) }
+func (d *memDriver) Pause(_ context.Context, id string) error { return d.setPaused(id, true) }
+
+func (d *memDriver) Resume(_ context.Context, id string) (fsm.Placement, bool, error) {
+	d.mu.Lock()
+	hook := d.onResume
+	d.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
+	if err := d.setPaused(id, false); err != nil {
+		return fsm.Placement{}, false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.record("resume " + id)
+	if !d.moveOnResume {
+		return fsm.Placement{}, false, nil
+	}
+	d.resumes++
+	in := d.instances[id]
+	in.Placement = fsm.Placement{Driver: "mem", Node: "n2", ContainerID: fmt.Sprintf("c-%s-%d", id, d.resumes),
+		AgentEndpoint: fmt.Sprintf("unix:///elsewhere/%s/%d", id, d.resumes), AgentSecret: "new"}
+	return in.Placement, true, nil
+}
+
 func (d *memDriver) setPaused(id string, p bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -378,6 +408,72 @@ func TestReconcilerPausesAndResumesSessions(t *testing.T) {
 		_, err := r.f.Sandbox(sb)
 		return errors.Is(err, fsm.ErrNotFound)
 	})
+}
+
+func TestReconcilerRecordsPlacementOfMovedResume(t *testing.T) {
+	cases := []struct {
+		name string
+		// during runs inside the driver's Resume; nil: nothing happens.
+		during func(r *rig, id string)
+		check  func(t *testing.T, r *rig, id string, before fsm.Placement)
+	}{
+		{name: "new placement recorded",
+			check: func(t *testing.T, r *rig, id string, before fsm.Placement) {
+				var sb *fsm.Sandbox
+				r.eventually("placement moved in the state", func() bool {
+					sb, _ = r.f.Sandbox(id)
+					return sb != nil && sb.Placement != before
+				})
+				r.driver.mu.Lock()
+				want := r.driver.instances[id].Placement
+				r.driver.mu.Unlock()
+				if sb.Placement != want || sb.Placement.AgentEndpoint == before.AgentEndpoint {
+					t.Errorf("state placement %+v, want the driver's new one %+v", sb.Placement, want)
+				}
+				if sb.State != fsm.StateActive {
+					t.Errorf("state %s, want active", sb.State)
+				}
+			}},
+		{name: "failed while resuming is destroyed",
+			during: func(r *rig, id string) { r.mustApply(&fsm.SandboxFailed{ID: id, Reason: "node lost"}) },
+			check: func(t *testing.T, r *rig, id string, before fsm.Placement) {
+				r.eventually("resumed container destroyed", func() bool {
+					for _, have := range r.driver.ids() {
+						if have == id {
+							return false
+						}
+					}
+					return true
+				})
+				if sb, err := r.f.Sandbox(id); err == nil && sb.Placement != before {
+					t.Errorf("failed sandbox's placement changed to %+v", sb.Placement)
+				}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, testPool)
+			r.driver.moveOnResume = true
+			r.start()
+			r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+			resp := r.mustApply(&fsm.SessionCreate{ID: "s1", Owner: "dave", Image: "img", CPUCount: 1, MemoryMB: 256, SandboxID: NewID()})
+			id, before := resp.Sandbox.ID, resp.Sandbox.Placement
+			r.mustApply(&fsm.SessionPause{ID: "s1", Owner: "dave"})
+			r.eventually("container paused", func() bool { return r.driver.paused(id) })
+			if tc.during != nil {
+				var once sync.Once
+				r.driver.mu.Lock()
+				r.driver.onResume = func(got string) {
+					if got == id {
+						once.Do(func() { tc.during(r, id) })
+					}
+				}
+				r.driver.mu.Unlock()
+			}
+			r.mustApply(&fsm.SessionResume{ID: "s1", Owner: "dave"})
+			tc.check(t, r, id, before)
+		})
+	}
 }
 
 func TestReconcilerReleasesIdleSandbox(t *testing.T) {

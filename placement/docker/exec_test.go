@@ -122,11 +122,11 @@ func TestPauseResume(t *testing.T) {
 	cancel()
 	time.Sleep(time.Second) // the loop would write ~50 ticks in this time
 	resumedAt := uptime(t)
-	if err := d.Resume(ctx, s.id); err != nil {
-		t.Fatalf("Resume: %v", err)
-	}
-	if err := d.Resume(ctx, s.id); err != nil {
-		t.Errorf("second Resume: %v, want nil", err)
+	for i := 0; i < 2; i++ {
+		// In place: the recorded endpoint stays valid, so no move is reported.
+		if _, moved, err := d.Resume(ctx, s.id); err != nil || moved {
+			t.Fatalf("Resume %d: moved %v, err %v; want in place, nil", i+1, moved, err)
+		}
 	}
 
 	var after []float64

@@ -36,9 +36,11 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	return d.setPaused(ctx, sandboxID, true)
 }
 
-// Resume thaws a paused sandbox. Resuming a running sandbox succeeds.
-func (d *Driver) Resume(ctx context.Context, sandboxID string) error {
-	return d.setPaused(ctx, sandboxID, false)
+// Resume thaws a paused sandbox in place: the container, its endpoint and
+// its memory are where they were, so it never reports a move (and returns a
+// zero placement). Resuming a running sandbox succeeds.
+func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, bool, error) {
+	return fsm.Placement{}, false, d.setPaused(ctx, sandboxID, false)
 }
 
 func (d *Driver) setPaused(ctx context.Context, sandboxID string, pause bool) error {

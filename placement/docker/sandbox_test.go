@@ -85,7 +85,7 @@ func TestMissingSandbox(t *testing.T) {
 		call func() error
 	}{
 		{"pause", func() error { return d.Pause(ctx, "sb-nope") }},
-		{"resume", func() error { return d.Resume(ctx, "sb-nope") }},
+		{"resume", func() error { _, _, err := d.Resume(ctx, "sb-nope"); return err }},
 		{"update", func() error { return d.Update(ctx, "sb-nope", fsm.Resources{MemoryMB: 64}) }},
 	}
 	for _, op := range ops {

@@ -184,59 +184,116 @@ func TestLostAllocationIsNotRunning(t *testing.T) {
 }
 
 func TestPauseResumeKeepsWorkspaceFiles(t *testing.T) {
+	cases := []struct {
+		name  string
+		nodes int
+		// originalDown takes the node the sandbox ran on down while paused.
+		originalDown bool
+		// wantNode picks the node the resumed sandbox must run on.
+		wantNode func(e *env, original string) string
+	}{
+		{name: "same node still there", nodes: 1,
+			wantNode: func(_ *env, original string) string { return original }},
+		{name: "original node gone, resumes on another", nodes: 2, originalDown: true,
+			wantNode: func(e *env, _ string) string { return e.fake.NodeIDs()[1] }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nomadfake.Options{AutoRun: true, Nodes: tc.nodes}, nil)
+			ctx := ctxT(t)
+			p, err := e.d.Create(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+			defer c.Close()
+			if _, err := c.WriteFile(ctx, e.ws+"/src/main.py", strings.NewReader("print(42)\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if err := e.d.Pause(ctx, "sb1"); err != nil {
+					t.Fatalf("pause %d: %v", i, err)
+				}
+			}
+			if j := e.fake.Job("cs-test-sb1"); j == nil || !*j.Stop {
+				t.Error("job not stopped while paused")
+			}
+			if _, err := c.Health(ctx); err == nil {
+				t.Error("agent still answers while paused: want the task stopped")
+			}
+			list, err := e.d.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != 1 || !list[0].Paused || !list[0].Running {
+				t.Errorf("list while paused = %+v, want sb1 paused", list)
+			}
+			if tc.originalDown {
+				if err := e.fake.NodeDown(p.Node); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			np, moved, err := e.d.Resume(ctx, "sb1")
+			if err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			allocs := e.fake.Allocs("cs-test-sb1")
+			if !moved || np.ContainerID != allocs[len(allocs)-1] || np.Node != tc.wantNode(e, p.Node) {
+				t.Errorf("resume = %+v moved %v, want moved to the new alloc %s on node %s", np, moved, allocs[len(allocs)-1], tc.wantNode(e, p.Node))
+			}
+			// The files are back, at the endpoint and with the secret Resume reported.
+			nc := agent.NewClient(np.AgentEndpoint, np.AgentSecret)
+			defer nc.Close()
+			rc, err := nc.ReadFile(ctx, e.ws+"/src/main.py")
+			if err != nil {
+				t.Fatalf("read after resume at %s: %v", np.AgentEndpoint, err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(got) != "print(42)\n" {
+				t.Errorf("file after resume = %q", got)
+			}
+			if len(allocs) != 2 {
+				t.Errorf("allocations = %d, want the original and the resumed one", len(allocs))
+			}
+			list, _ = e.d.List(ctx)
+			if len(list) != 1 || list[0].Paused || !list[0].Running || list[0].Placement.ContainerID != np.ContainerID {
+				t.Errorf("list after resume = %+v, want sb1 running in %s", list, np.ContainerID)
+			}
+			// Running already: success, and where it runs, in case the first
+			// result was never recorded.
+			again, moved, err := e.d.Resume(ctx, "sb1")
+			if err != nil || !moved || again != np {
+				t.Errorf("resume of a running sandbox = %+v moved %v err %v, want %+v moved", again, moved, err, np)
+			}
+		})
+	}
+}
+
+func TestResumeWithNoNodeLeftStaysPaused(t *testing.T) {
 	e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
 	ctx := ctxT(t)
 	p, err := e.d.Create(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
-	defer c.Close()
-	if _, err := c.WriteFile(ctx, e.ws+"/src/main.py", strings.NewReader("print(42)\n"), 0o644); err != nil {
+	if err := e.d.Pause(ctx, "sb1"); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
-		if err := e.d.Pause(ctx, "sb1"); err != nil {
-			t.Fatalf("pause %d: %v", i, err)
-		}
+	if err := e.fake.NodeDown(p.Node); err != nil {
+		t.Fatal(err)
 	}
-	if j := e.fake.Job("cs-test-sb1"); j == nil || !*j.Stop {
-		t.Error("job not stopped while paused")
-	}
-	if _, err := c.Health(ctx); err == nil {
-		t.Error("agent still answers while paused: want the task stopped")
+	var ue *UnplaceableError
+	if _, moved, err := e.d.Resume(ctx, "sb1"); !errors.As(err, &ue) || moved {
+		t.Fatalf("resume with every node down = moved %v, %v; want *UnplaceableError", moved, err)
 	}
 	list, err := e.d.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 || !list[0].Paused || !list[0].Running {
-		t.Errorf("list while paused = %+v, want sb1 paused", list)
-	}
-
-	if err := e.d.Resume(ctx, "sb1"); err != nil {
-		t.Fatalf("resume: %v", err)
-	}
-	// Same endpoint and secret: the placement in the FSM stays valid.
-	rc, err := c.ReadFile(ctx, e.ws+"/src/main.py")
-	if err != nil {
-		t.Fatalf("read after resume at the recorded endpoint: %v", err)
-	}
-	got, _ := io.ReadAll(rc)
-	rc.Close()
-	if string(got) != "print(42)\n" {
-		t.Errorf("file after resume = %q", got)
-	}
-	allocs := e.fake.Allocs("cs-test-sb1")
-	if len(allocs) != 2 {
-		t.Errorf("allocations = %d, want the original and the resumed one", len(allocs))
-	}
-	list, _ = e.d.List(ctx)
-	if len(list) != 1 || list[0].Paused || !list[0].Running || list[0].Placement.ContainerID != allocs[1] {
-		t.Errorf("list after resume = %+v, want sb1 running in %s", list, allocs[1])
-	}
-	if err := e.d.Resume(ctx, "sb1"); err != nil {
-		t.Errorf("resume of a running sandbox: %v, want success", err)
+	if len(list) != 1 || !list[0].Paused {
+		t.Errorf("list after failed resume = %+v, want sb1 still paused (archive kept for a retry)", list)
 	}
 }
 

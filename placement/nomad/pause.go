@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/nomad/api"
 
@@ -23,10 +21,10 @@ import (
 
 // Nomad cannot freeze a task, so pausing a sandbox here means: its
 // /workspace is archived through the agent to ArchiveDir on this control
-// node, and its job is stopped. Resume registers the same job again pinned
-// to the same node and host port, so the recorded endpoint and secret stay
-// valid, and restores the archive. Files survive; processes and memory do
-// not. See placement/DESIGN.md.
+// node, and its job is stopped. Resume registers the job again wherever
+// Nomad finds room (possibly another node, with a new host port), restores
+// the archive and reports the new placement, which the reconciler records.
+// Files survive; processes and memory do not. See placement/DESIGN.md.
 
 // pauseRecord is what Resume needs besides the tar: the job as registered
 // (with its secret) and where it ran.
@@ -82,48 +80,67 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	return nil
 }
 
-// Resume places the job again on the same node and host port, restores
-// /workspace, and drops the archive. Resuming a running sandbox succeeds.
-func (d *Driver) Resume(ctx context.Context, sandboxID string) error {
+// Resume registers the paused job again, unpinned, waits for its new
+// allocation and agent as Create does, restores /workspace, drops the
+// archive, and returns the new placement with moved = true. The agent
+// secret is the one the job was registered with. Resuming a running sandbox
+// succeeds and also reports its placement as moved: an earlier Resume may
+// have placed it without the caller recording where.
+func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, bool, error) {
 	if err := placement.CheckID(sandboxID); err != nil {
-		return fmt.Errorf("resume sandbox: %w", err)
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox: %w", err)
 	}
 	defer d.lock(sandboxID)()
 	tarPath, recPath := d.archivePaths(sandboxID)
 	raw, err := os.ReadFile(recPath)
 	if errors.Is(err, fs.ErrNotExist) || d.cfg.ArchiveDir == "" {
-		if _, _, lerr := d.locate(ctx, sandboxID); lerr == nil {
-			return nil // not paused by this node: running already
+		if _, p, lerr := d.locate(ctx, sandboxID); lerr == nil {
+			return p, true, nil // not paused by this node: running already
 		}
-		return fmt.Errorf("resume sandbox %s: %w", sandboxID, placement.ErrNotFound)
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, placement.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
 	}
 	var rec pauseRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return fmt.Errorf("resume sandbox %s: decode %s: %w", sandboxID, recPath, err)
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: decode %s: %w", sandboxID, recPath, err)
 	}
-	job := pinned(rec.Job, rec.Placement)
-	secret := jobSecret(job)
-	p, err := d.place(ctx, sandboxID, rec.Image, job, secret)
+	job := fresh(rec.Job)
+	p, err := d.place(ctx, sandboxID, rec.Image, job, jobSecret(job))
 	if err != nil {
-		return fmt.Errorf("resume sandbox %s on node %s: %w", sandboxID, rec.Placement.Node, err)
+		// place purged the job; the archive stays for the next attempt.
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
 	}
+	if err := d.restoreWorkspace(ctx, p, tarPath); err != nil {
+		// An allocation without the files must not pass for the sandbox:
+		// purge it so that the next attempt places and restores afresh.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := d.deregister(cctx, sandboxID); derr != nil {
+			d.log.Warn("purge after failed restore", "sandbox.id", sandboxID, "err", derr)
+		}
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
+	}
+	if err := d.removeArchive(sandboxID); err != nil {
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
+	}
+	d.log.Info("sandbox resumed", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "node.id", p.Node,
+		"from.node.id", rec.Placement.Node, "endpoint", p.AgentEndpoint)
+	return p, true, nil
+}
+
+func (d *Driver) restoreWorkspace(ctx context.Context, p fsm.Placement, tarPath string) error {
 	f, err := os.Open(tarPath)
 	if err != nil {
-		return fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
+		return fmt.Errorf("restore workspace: %w", err)
 	}
 	defer f.Close()
 	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
 	defer c.Close()
 	if _, err := c.Upload(ctx, d.workspace, f); err != nil {
-		return fmt.Errorf("resume sandbox %s: restore workspace: %w", sandboxID, err)
+		return fmt.Errorf("restore workspace: %w", err)
 	}
-	if err := d.removeArchive(sandboxID); err != nil {
-		return fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
-	}
-	d.log.Info("sandbox resumed", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "endpoint", p.AgentEndpoint)
 	return nil
 }
 
@@ -220,40 +237,13 @@ func (d *Driver) removeArchive(id string) error {
 	return nil
 }
 
-// pinned is the paused job made to land where it ran: the same node and the
-// same host port (reserved instead of dynamic), so the endpoint in the FSM
-// still reaches it. Server-set fields are cleared for a fresh register.
-func pinned(job *api.Job, p fsm.Placement) *api.Job {
+// fresh is the paused job as a new registration: the fields the server set
+// are cleared. It is not pinned to the node it ran on, so Nomad may place
+// it anywhere the job's own constraints allow.
+func fresh(job *api.Job) *api.Job {
 	j := *job
 	j.Stop, j.Status, j.StatusDescription = nil, nil, nil
 	j.Version, j.CreateIndex, j.ModifyIndex, j.JobModifyIndex, j.SubmitTime = nil, nil, nil, nil, nil
-	j.TaskGroups = make([]*api.TaskGroup, len(job.TaskGroups))
-	port := 0
-	if u, err := url.Parse(p.AgentEndpoint); err == nil {
-		if _, ps, err := net.SplitHostPort(u.Host); err == nil {
-			port, _ = strconv.Atoi(ps)
-		}
-	}
-	for i, tg := range job.TaskGroups {
-		g := *tg
-		g.Constraints = append(append([]*api.Constraint(nil), tg.Constraints...),
-			api.NewConstraint("${node.unique.id}", "=", p.Node))
-		g.Networks = nil
-		for _, n := range tg.Networks {
-			nn := *n
-			nn.ReservedPorts = append([]api.Port(nil), n.ReservedPorts...)
-			nn.DynamicPorts = nil
-			for _, dp := range n.DynamicPorts {
-				if dp.Label == portLabel && port != 0 {
-					nn.ReservedPorts = append(nn.ReservedPorts, api.Port{Label: dp.Label, Value: port, To: dp.To})
-				} else {
-					nn.DynamicPorts = append(nn.DynamicPorts, dp)
-				}
-			}
-			g.Networks = append(g.Networks, &nn)
-		}
-		j.TaskGroups[i] = &g
-	}
 	return &j
 }
 

@@ -2,6 +2,8 @@ package nomad
 
 import (
 	"context"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/nomad/nomadfake"
 )
 
@@ -95,6 +98,70 @@ func TestReconcilerCleansOrphansAndReplacesLostSandboxes(t *testing.T) {
 		sb, _ := f.Sandbox(lost.ID)
 		return (sb == nil || sb.State == fsm.StateFailed) && len(idle()) == 2 && e.fake.Job("cs-test-"+lost.ID) == nil
 	})
+}
+
+// A session paused on a node that then goes down resumes on another node
+// through the real reconciler: the FSM learns the new placement (the API
+// reads it per request) and the files are there.
+func TestReconcilerRecordsResumeOnAnotherNode(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{AutoRun: true, Nodes: 2}, nil)
+	ctx := ctxT(t)
+	f := fsm.New()
+	apply := &directApplier{f: f}
+	// No warm pool: one sandbox, so the shared stand-in workspace is its own.
+	pool := fsm.PoolConfig{MinSize: 0, MaxSize: 2, Image: spec.Image, Resources: spec.Resources}
+	if _, err := apply.Apply(ctx, &fsm.SetPool{Pool: pool}); err != nil {
+		t.Fatal(err)
+	}
+	rec := placement.New(placement.Config{Resync: 50 * time.Millisecond, Metrics: placement.NewMetrics(prometheus.NewRegistry()), Logger: quietLogger()}, e.d, apply, f)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rec.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	session := &fsm.SessionCreate{ID: "s1", Owner: "dave", Image: spec.Image, CPUCount: spec.Resources.CPUCount,
+		MemoryMB: spec.Resources.MemoryMB, SandboxID: "sb1"}
+	if _, err := apply.Apply(ctx, session); err != nil {
+		t.Fatal(err)
+	}
+	sandbox := func() *fsm.Sandbox { sb, _ := f.Sandbox("sb1"); return sb }
+	eventually(t, "session sandbox active", func() bool { sb := sandbox(); return sb != nil && sb.State == fsm.StateActive })
+	before := sandbox().Placement
+	c := agent.NewClient(before.AgentEndpoint, before.AgentSecret)
+	defer c.Close()
+	if _, err := c.WriteFile(ctx, e.ws+"/notes.txt", strings.NewReader("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := apply.Apply(ctx, &fsm.SessionPause{ID: "s1", Owner: "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "workspace archived and job stopped", func() bool {
+		list, err := e.d.List(ctx)
+		return err == nil && len(list) == 1 && list[0].Paused
+	})
+	if err := e.fake.NodeDown(before.Node); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply.Apply(ctx, &fsm.SessionResume{ID: "s1", Owner: "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new placement recorded", func() bool { return sandbox().Placement.Node == e.fake.NodeIDs()[1] })
+	after := sandbox()
+	if after.State != fsm.StateActive || after.Placement.AgentEndpoint == before.AgentEndpoint || after.Placement.ContainerID == before.ContainerID {
+		t.Errorf("after resume: state %s placement %+v; want active in a new allocation at a new endpoint (was %+v)", after.State, after.Placement, before)
+	}
+	nc := agent.NewClient(after.Placement.AgentEndpoint, after.Placement.AgentSecret)
+	defer nc.Close()
+	rc, err := nc.ReadFile(ctx, e.ws+"/notes.txt")
+	if err != nil {
+		t.Fatalf("read at the recorded placement: %v", err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "kept\n" {
+		t.Errorf("file after the move = %q, want %q", got, "kept\n")
+	}
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
