@@ -1,4 +1,4 @@
-package main
+package controlnode
 
 import (
 	"errors"
@@ -40,8 +40,31 @@ type config struct {
 	ShutdownIn    time.Duration
 }
 
-func loadConfig(args []string, getenv func(string) string) (*config, error) {
+// Defaults are the flag defaults a binary starts from; the environment and
+// flags override them. The zero value gives sandboxd's.
+type Defaults struct {
+	NodeID    string
+	DataDir   string
+	Listen    string
+	OpsListen string
+	RaftAddr  string
+	Peers     string
+	StateDir  string
+	AgentBin  string
+	// BuildAgent builds AgentBin from ./cmd/sandbox-agent when it is missing,
+	// so that `go run ./cmd/gateway` from the repository works as the guide
+	// shows, without a make step.
+	BuildAgent bool
+}
+
+func loadConfig(args []string, getenv func(string) string, d Defaults) (*config, error) {
 	c := &config{}
+	pick := func(v, def string) string {
+		if v != "" {
+			return v
+		}
+		return def
+	}
 	env := func(key, def string) string {
 		if v := getenv(key); v != "" {
 			return v
@@ -49,21 +72,21 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		return def
 	}
 	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
-	fs.StringVar(&c.NodeID, "node-id", env("NODE_ID", ""), "node id, unique in the cluster (default: derived from -raft-addr)")
-	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "data"), "directory for the Raft log, snapshots and sandbox sockets")
-	fs.StringVar(&c.Listen, "listen", env("LISTEN_ADDR", ":8080"), "public REST API address")
-	fs.StringVar(&c.OpsListen, "ops-listen", env("OPS_ADDR", "127.0.0.1:9090"), "operator listener (unauthenticated pool stats, health, metrics); empty disables")
-	fs.StringVar(&c.RaftAddr, "raft-addr", env("RAFT_ADDR", "127.0.0.1:7000"), "Raft and cluster RPC address")
+	fs.StringVar(&c.NodeID, "node-id", env("NODE_ID", d.NodeID), "node id, unique in the cluster (default: derived from -raft-addr)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", pick(d.DataDir, "data")), "directory for the Raft log, snapshots and sandbox sockets")
+	fs.StringVar(&c.Listen, "listen", env("LISTEN_ADDR", pick(d.Listen, ":8080")), "public REST API address")
+	fs.StringVar(&c.OpsListen, "ops-listen", env("OPS_ADDR", pick(d.OpsListen, "127.0.0.1:9090")), "operator listener (unauthenticated pool stats, health, metrics); empty disables")
+	fs.StringVar(&c.RaftAddr, "raft-addr", env("RAFT_ADDR", pick(d.RaftAddr, "127.0.0.1:7000")), "Raft and cluster RPC address")
 	fs.StringVar(&c.Advertise, "advertise", env("RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: -raft-addr)")
-	peers := fs.String("peers", env("PEERS", ""), "static peers id=host:port,... (every node gets the same list, itself included)")
+	peers := fs.String("peers", env("PEERS", d.Peers), "static peers id=host:port,... (every node gets the same list, itself included)")
 	join := fs.String("join", env("JOIN", ""), "addresses of running nodes to join, comma separated")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", envBool(getenv("BOOTSTRAP"), false), "bootstrap a single-node cluster (the default when neither -peers nor -join is given)")
 	fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", "cloud-sandbox"), "name labelling this cluster's sandboxes")
 	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker (local) or nomad")
 	fs.StringVar(&c.HTTPAdvertise, "http-advertise", env("HTTP_ADVERTISE", ""), "REST address published in Consul (default: -listen)")
 	labels := fs.String("labels", env("SANDBOX_LABELS", ""), "extra labels for sandbox containers, key=value,...")
-	fs.StringVar(&c.AgentBin, "agent-bin", env("SANDBOX_AGENT_BIN", ""), "static sandbox-agent binary mounted into sandboxes (default: beside sandboxd)")
-	fs.StringVar(&c.StateDir, "sandbox-dir", env("SANDBOX_STATE_DIR", ""), "host directory for per-sandbox agent sockets (default: DATA_DIR/sb)")
+	fs.StringVar(&c.AgentBin, "agent-bin", env("SANDBOX_AGENT_BIN", d.AgentBin), "static sandbox-agent binary mounted into sandboxes (default: beside sandboxd)")
+	fs.StringVar(&c.StateDir, "sandbox-dir", env("SANDBOX_STATE_DIR", d.StateDir), "host directory for per-sandbox agent sockets (default: DATA_DIR/sb)")
 	fs.StringVar(&c.Runtime, "runtime", env("SANDBOX_RUNTIME", ""), "Docker runtime for sandboxes, e.g. runsc (default: the daemon's)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn, error")
@@ -96,6 +119,12 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	if c.AgentBin == "" {
 		if exe, err := os.Executable(); err == nil {
 			c.AgentBin = filepath.Join(filepath.Dir(exe), "sandbox-agent")
+		}
+	}
+	// Docker resolves bind-mount sources on the host: they must be absolute.
+	for _, p := range []*string{&c.AgentBin, &c.StateDir} {
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
 		}
 	}
 

@@ -1,12 +1,15 @@
-package main
+package controlnode
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/docker"
@@ -78,6 +81,32 @@ func installAgent(dst string) error {
 	// Rename so that a sandbox never mounts a half-written binary.
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("install sandbox agent: %w", err)
+	}
+	return nil
+}
+
+// buildAgent builds the static agent at dst from the repository's source when
+// it is missing: what `make build` would do, for the guide's `go run` start.
+func buildAgent(dst string) error {
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join("cmd", "sandbox-agent")); err != nil {
+		return fmt.Errorf("sandbox agent %s is missing and ./cmd/sandbox-agent is not here to build it from: run make build", dst)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Each process builds to its own file and renames: the guide starts three
+	// nodes at once.
+	tmp := fmt.Sprintf("%s.%d.tmp", dst, os.Getpid())
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp, "./cmd/sandbox-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("build sandbox agent: %w\n%s", err, out)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("build sandbox agent: %w", err)
 	}
 	return nil
 }

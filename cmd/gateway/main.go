@@ -1,0 +1,16 @@
+// Command gateway is the guide's gateway service: one node of the local three-node
+// cluster that `go run ./cmd/scheduler & go run ./cmd/session-manager &
+// go run ./cmd/gateway` starts from the repository root (every node serves
+// the whole API; see README.md). Flags and environment variables are
+// sandboxd's.
+package main
+
+import (
+	"os"
+
+	"github.com/cloud-sandbox/cloud-sandbox/cmd/internal/controlnode"
+)
+
+func main() {
+	controlnode.Main("gateway", os.Args[1:], controlnode.LocalNode("gateway"))
+}

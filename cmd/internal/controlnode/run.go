@@ -1,0 +1,175 @@
+// Package controlnode runs one Cloud Sandbox control node: the REST API, a
+// Raft node of the control cluster, and (while it leads) the reconciler that
+// places sandboxes. It only wires the packages together; the sandboxd binary
+// and the guide's gateway, scheduler and session-manager binaries (three
+// nodes of one local cluster) differ only in their Defaults.
+package controlnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cloud-sandbox/cloud-sandbox/api"
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
+)
+
+// Main runs a node until SIGTERM or SIGINT and exits the process with its
+// outcome. name prefixes errors; args are the command-line flags.
+func Main(name string, args []string, d Defaults) {
+	if err := Run(args, d); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Run runs a node until SIGTERM or SIGINT, then drains requests, stops the
+// reconciler and hands leadership over.
+func Run(args []string, d Defaults) error {
+	cfg, err := loadConfig(args, os.Getenv, d)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if d.BuildAgent {
+		if err := buildAgent(cfg.AgentBin); err != nil {
+			return err
+		}
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	apiCfg, err := api.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	apiCfg.DefaultImage = cfg.Pool.Image
+	apiCfg.Logger = log
+	if err := apiCfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	clusterMetrics, err := cluster.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("cluster metrics: %w", err)
+	}
+	disc, err := discover(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if disc != nil {
+		defer disc.close()
+	}
+	state := fsm.New()
+	node, err := cluster.Open(cluster.Config{
+		ID:            cfg.NodeID,
+		DataDir:       cfg.DataDir,
+		BindAddr:      cfg.RaftAddr,
+		AdvertiseAddr: cfg.Advertise,
+		Bootstrap:     cfg.Bootstrap,
+		Peers:         cfg.Peers,
+		Join:          cfg.Join,
+		Logger:        log,
+		Metrics:       clusterMetrics,
+	}, state)
+	if err != nil {
+		return fmt.Errorf("open cluster node: %w", err)
+	}
+	defer func() {
+		// Hands leadership over when there is someone to hand it to.
+		if err := node.Close(); err != nil {
+			log.Error("close cluster node", "err", err)
+		}
+	}()
+
+	if disc != nil {
+		go disc.run(ctx, node)
+	}
+	driver, err := newDriver(cfg, log)
+	if err != nil {
+		return fmt.Errorf("placement driver: %w", err)
+	}
+	pool := cfg.Pool
+	rec := placement.New(placement.Config{Logger: log, Metrics: placement.NewMetrics(reg), Pool: &pool}, driver, node, state)
+	recDone := make(chan struct{})
+	recCtx, recCancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(recDone)
+		rec.Lead(recCtx, node.IsLeader(), node.LeaderCh())
+	}()
+	// Runs before the node closes (defers are LIFO): no driver call is left
+	// half-done when leadership is handed over.
+	defer func() { recCancel(); <-recDone }()
+
+	srv, err := api.New(apiCfg, api.Deps{Cluster: node, State: state, Registry: reg, Gatherer: reg})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer srv.Close()
+
+	servers := []*http.Server{{Addr: cfg.Listen, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	if cfg.OpsListen != "" {
+		servers = append(servers, &http.Server{Addr: cfg.OpsListen, Handler: srv.OpsHandler(), ReadHeaderTimeout: 10 * time.Second})
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", s.Addr, err)
+		}
+		log.Info("listening", "addr", ln.Addr().String())
+		go func(s *http.Server) {
+			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", s.Addr, err)
+			}
+		}(s)
+	}
+	log.Info("sandboxd started", "node.id", cfg.NodeID, "raft", cfg.Advertise, "api", cfg.Listen,
+		"ops", cfg.OpsListen, "pool.min", pool.MinSize, "pool.max", pool.MaxSize, "image", pool.Image)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("server failed", "err", err)
+	}
+	// In-flight requests finish first; then the reconciler stops, and the
+	// deferred node.Close hands leadership to another node.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownIn)
+	defer cancel()
+	for _, s := range servers {
+		if serr := s.Shutdown(sctx); serr != nil {
+			log.Warn("http shutdown", "addr", s.Addr, "err", serr)
+		}
+	}
+	return err
+}
+
+func newLogger(cfg *config) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h)
+}
