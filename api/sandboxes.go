@@ -29,6 +29,11 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 		if err := validImage(req.Image); err != nil {
 			return err
 		}
+	} else {
+		// Name the image rather than leave it to the replicated pool
+		// configuration: right after a cluster's first start the leader may
+		// not have written that yet. Both come from SANDBOX_IMAGE.
+		req.Image = s.cfg.DefaultImage
 	}
 	reqID, err := requestIDFor(r, p, "acquire")
 	if err != nil {
