@@ -62,6 +62,10 @@ type Driver interface {
 var (
 	// ErrNotFound means the driver has no sandbox with that id.
 	ErrNotFound = errors.New("sandbox not found in driver")
+	// ErrExists means Create found a sandbox of that id already there: left
+	// by a create an earlier leader did not finish. The caller destroys it
+	// and creates again.
+	ErrExists = errors.New("sandbox already exists in driver")
 )
 
 // ImageNotFoundError reports an image that is neither present nor pullable.

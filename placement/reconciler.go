@@ -373,9 +373,7 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 			return
 		}
 		start := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, r.cfg.CreateTimeout)
-		p, err := r.driver.Create(cctx, spec)
-		cancel()
+		p, err := r.create(ctx, spec)
 		if ctx.Err() != nil {
 			// Leadership lost mid-create: the next leader's adopt removes
 			// what we may have started.
@@ -411,6 +409,30 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		}
 		r.log.Info("sandbox placed", "sandbox.id", sb.ID, "container", shortID(p.ContainerID), "ms", time.Since(start).Milliseconds())
 	})
+}
+
+// create starts a sandbox. A leftover of the same id (a create an earlier
+// leader began and never recorded, which may even land after this term's
+// adopt) is destroyed and the create tried again, a bounded number of times.
+func (r *Reconciler) create(ctx context.Context, spec Spec) (fsm.Placement, error) {
+	const attempts = 3
+	var (
+		p   fsm.Placement
+		err error
+	)
+	for i := 0; i < attempts; i++ {
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.CreateTimeout)
+		p, err = r.driver.Create(cctx, spec)
+		cancel()
+		if !errors.Is(err, ErrExists) || ctx.Err() != nil {
+			return p, err
+		}
+		r.log.Info("removing a leftover of an unfinished create", "sandbox.id", spec.ID)
+		if derr := r.destroy(ctx, spec.ID, nil); derr != nil {
+			return p, err
+		}
+	}
+	return p, err
 }
 
 func (r *Reconciler) startDestroy(ctx context.Context, id string, after func()) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ type memDriver struct {
 	onResume func(id string)
 	resumes  int
 	calls    []string
+	// lateLeftovers are ids whose first Create finds a container an earlier
+	// leader's unfinished create just made (after this term's adopt).
+	lateLeftovers map[string]bool
 }
 
 func newMemDriver() *memDriver { return &memDriver{instances: map[string]*Instance{}} }
@@ -45,6 +49,13 @@ func (d *memDriver) Create(_ context.Context, s Spec) (fsm.Placement, error) {
 	d.record("create " + s.ID)
 	if s.Image == d.failImage {
 		return fsm.Placement{}, &ImageNotFoundError{Image: s.Image}
+	}
+	if d.lateLeftovers[s.ID] {
+		delete(d.lateLeftovers, s.ID)
+		d.instances[s.ID] = &Instance{SandboxID: s.ID, Running: true, Status: "leftover"}
+	}
+	if _, ok := d.instances[s.ID]; ok {
+		return fsm.Placement{}, fmt.Errorf("create %s: %w", s.ID, ErrExists)
 	}
 	p := fsm.Placement{Driver: "mem", ContainerID: "c-" + s.ID, AgentEndpoint: "unix:///nowhere/" + s.ID}
 	d.instances[s.ID] = &Instance{SandboxID: s.ID, Placement: p, Running: true, Status: "running"}
@@ -485,4 +496,24 @@ func TestReconcilerReleasesIdleSandbox(t *testing.T) {
 		_, err := r.f.Sandbox(sb.ID)
 		return errors.Is(err, fsm.ErrNotFound)
 	})
+}
+
+func TestReconcilerReplacesLeftoverOfAnUnfinishedCreate(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 0, MaxSize: 4, Image: "img"})
+	id := NewID()
+	r.driver.lateLeftovers = map[string]bool{id: true}
+	r.start()
+	r.mustApply(&fsm.SandboxAcquire{Owner: "frank", NewID: id})
+	r.eventually("sandbox active despite the leftover", func() bool {
+		sb, err := r.f.Sandbox(id)
+		return err == nil && sb.State == fsm.StateActive
+	})
+	r.driver.mu.Lock()
+	defer r.driver.mu.Unlock()
+	if in := r.driver.instances[id]; in == nil || in.Status == "leftover" {
+		t.Fatalf("the leftover was kept instead of a fresh sandbox: %+v", in)
+	}
+	if got := fmt.Sprint(r.driver.calls); !strings.Contains(got, "destroy "+id) {
+		t.Fatalf("leftover not destroyed before the retry; calls %s", got)
+	}
 }

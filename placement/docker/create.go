@@ -69,6 +69,10 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (p fsm.Placeme
 
 	cfg, host := d.containerSpec(spec)
 	created, err := d.docker.ContainerCreate(ctx, cfg, host, nil, nil, d.containerName(spec.ID))
+	if errdefs.IsConflict(err) {
+		// Someone else's create of this id landed since the inspect above.
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, &ExistsError{SandboxID: spec.ID})
+	}
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: create container: %w", spec.ID, err)
 	}
