@@ -32,6 +32,9 @@ const testImage = "python:3.11-slim"
 const (
 	failImage  = "no-such-image:1"
 	stuckImage = "stuck:1"
+	// flakyImage fails every other placement, starting with the first: a
+	// sandbox lost while starting, as when a node dies mid-create.
+	flakyImage = "flaky:1"
 )
 
 // env is one real control node for a test: fsm + single-node Raft cluster,
@@ -134,6 +137,7 @@ func (e *env) startReconciler() {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	e.t.Cleanup(func() { cancel(); wg.Wait() })
+	flaky := 0
 	go func() {
 		defer wg.Done()
 		for {
@@ -145,6 +149,13 @@ func (e *env) startReconciler() {
 					cmd = &fsm.SandboxFailed{ID: sb.ID, Reason: "image " + failImage + " not found"}
 				case sb.State == fsm.StatePending && sb.Image == stuckImage:
 					continue
+				case sb.State == fsm.StatePending && sb.Image == flakyImage && flaky%2 == 0:
+					flaky++
+					cmd = &fsm.SandboxFailed{ID: sb.ID, Reason: "node lost mid-create"}
+				case sb.State == fsm.StatePending && sb.Image == flakyImage:
+					flaky++
+					cmd = &fsm.SandboxPlaced{ID: sb.ID, Placement: fsm.Placement{
+						Driver: "test", Node: "local", ContainerID: "c-" + sb.ID, AgentEndpoint: "unix://" + e.sock}}
 				case sb.State == fsm.StatePending:
 					cmd = &fsm.SandboxPlaced{ID: sb.ID, Placement: fsm.Placement{
 						Driver: "test", Node: "local", ContainerID: "c-" + sb.ID, AgentEndpoint: "unix://" + e.sock}}

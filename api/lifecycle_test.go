@@ -144,3 +144,40 @@ func TestActivityIsRecorded(t *testing.T) {
 		return err == nil && s.LastActiveAt.After(first)
 	})
 }
+
+// A sandbox lost while starting is replaced within the same request, and a
+// client that retries with the same Idempotency-Key gets the replacement,
+// never a third sandbox.
+func TestLostPlacementIsReplaced(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("alice", "")
+	cases := []struct {
+		name, path, idField string
+		status              int
+	}{
+		{"acquire", "/api/v1/sandbox/acquire", "sandbox_id", http.StatusOK},
+		{"session", "/api/v1/sessions", "session_id", http.StatusCreated},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.call("POST", c.path, tok, map[string]any{"image": flakyImage}, "Idempotency-Key", "lost-"+c.name)
+			expect(t, r, c.status, "")
+			first := r.str(c.idField)
+			again := e.call("POST", c.path, tok, map[string]any{"image": flakyImage}, "Idempotency-Key", "lost-"+c.name)
+			expect(t, again, c.status, "")
+			if got := again.str(c.idField); got != first {
+				t.Fatalf("retry with the same key answered %s %s, first answer %s", c.idField, got, first)
+			}
+			// One live sandbox per case so far: the lost one was given back.
+			live := 0
+			for _, sb := range e.fsm.SandboxesByOwner("alice") {
+				if sb.Image == flakyImage && sb.Live() {
+					live++
+				}
+			}
+			if live != i+1 {
+				t.Fatalf("%d live sandboxes after %d requests that each lost one placement, want %d", live, i+1, i+1)
+			}
+		})
+	}
+}

@@ -39,13 +39,24 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network,
-		IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
-	resp, err := s.apply(r.Context(), cmd, reqID)
-	if err != nil {
-		return err
+	var (
+		resp *fsm.Response
+		sb   *fsm.Sandbox
+	)
+	for attempt := 1; ; attempt++ {
+		cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network,
+			IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
+		if resp, err = s.apply(r.Context(), cmd, reqID); err != nil {
+			return err
+		}
+		sb, err = s.waitActive(r.Context(), resp.Sandbox.ID, resp.Index)
+		if !errors.Is(err, errPlacementLost) || attempt == placementAttempts {
+			break
+		}
+		s.log.Info("sandbox lost while starting, acquiring another", "sandbox.id", resp.Sandbox.ID, "attempt", attempt, "err", err)
+		s.releaseQuietly(p, resp.Sandbox.ID, "lost while starting")
+		reqID = retryRequestID(reqID, resp.Sandbox.ID)
 	}
-	sb, err := s.waitActive(r.Context(), resp.Sandbox.ID, resp.Index)
 	if errors.Is(err, errNotReady) && reqID == "" {
 		// Without an idempotency key the client cannot find this sandbox
 		// again by retrying, so do not leave it running for nobody.

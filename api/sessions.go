@@ -88,21 +88,39 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) err
 	if err := decodeJSON(r, &req, true); err != nil {
 		return err
 	}
-	cmd, err := s.sessionCommand(req, p.User)
-	if err != nil {
+	if _, err := s.sessionCommand(req, p.User); err != nil {
 		return err
 	}
 	reqID, err := requestIDFor(r, p, "session-create")
 	if err != nil {
 		return err
 	}
-	resp, err := s.apply(r.Context(), cmd, reqID)
-	if err != nil {
-		return err
+	var se *fsm.Session
+	for attempt := 1; ; attempt++ {
+		cmd, _ := s.sessionCommand(req, p.User) // validated above; fresh ids each attempt
+		resp, aerr := s.apply(r.Context(), cmd, reqID)
+		if aerr != nil {
+			return aerr
+		}
+		if attempt == 1 {
+			s.metrics.sessionsCreated.Inc()
+		}
+		se = resp.Session
+		_, err = s.waitActive(r.Context(), se.SandboxID, resp.Index)
+		if !errors.Is(err, errPlacementLost) || attempt == placementAttempts {
+			break
+		}
+		// This session's sandbox will never start (it failed, or a crashed
+		// node's create was undone): delete the session and create another
+		// under a request ID derived from what was lost, so a client retrying
+		// with the same Idempotency-Key follows the same chain.
+		s.log.Info("session sandbox lost while starting, creating another", "session.id", se.ID, "attempt", attempt, "err", err)
+		del := &fsm.SessionDelete{ID: se.ID, Owner: p.User, Admin: p.admin(), Reason: "sandbox lost while starting"}
+		if _, derr := s.apply(r.Context(), del, ""); derr != nil {
+			return derr
+		}
+		reqID = retryRequestID(reqID, se.SandboxID)
 	}
-	s.metrics.sessionsCreated.Inc()
-	se := resp.Session
-	_, err = s.waitActive(r.Context(), se.SandboxID, resp.Index)
 	switch {
 	case errors.Is(err, errNotReady):
 	case err != nil:

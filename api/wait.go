@@ -13,6 +13,25 @@ import (
 // ready timeout ran out.
 var errNotReady = errors.New("sandbox not ready in time")
 
+// errPlacementLost marks a sandbox that will never become active: it failed,
+// or was released or removed while starting. Trying again needs a new one.
+var errPlacementLost = errors.New("sandbox placement lost")
+
+// placementAttempts bounds how many sandboxes one acquire or session create
+// may go through when placements are lost (a node crash mid-create, say).
+const placementAttempts = 3
+
+// retryRequestID derives the request ID of the next attempt after the
+// sandbox lost was lost. It is a function of the client's key and of what
+// happened, so a client retrying with the same Idempotency-Key walks the
+// same chain of attempts and still gets exactly one sandbox.
+func retryRequestID(reqID, lost string) string {
+	if reqID == "" {
+		return ""
+	}
+	return reqID + ":after:" + lost
+}
+
 // waitApplied returns once the local FSM has applied index, so a read after
 // our own write on a follower sees that write.
 func (s *Server) waitApplied(ctx context.Context, index uint64) error {
@@ -42,16 +61,16 @@ func (s *Server) waitActive(ctx context.Context, id string, index uint64) (*fsm.
 		ch := s.state.Watch()
 		sb, err := s.state.Sandbox(id)
 		if err != nil {
-			return nil, errUnavailable("sandbox was removed while starting", err)
+			return nil, errUnavailable("sandbox was removed while starting", errors.Join(errPlacementLost, err))
 		}
 		switch sb.State {
 		case fsm.StateActive, fsm.StatePaused:
 			return sb, nil
 		case fsm.StateFailed:
 			return nil, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
-				Msg: "sandbox placement failed: " + sb.FailReason, RetryAfter: 5}
+				Msg: "sandbox placement failed: " + sb.FailReason, RetryAfter: 5, Err: errPlacementLost}
 		case fsm.StateTerminating:
-			return nil, errUnavailable("sandbox was released while starting", nil)
+			return nil, errUnavailable("sandbox was released while starting", errPlacementLost)
 		}
 		select {
 		case <-ch:
