@@ -690,6 +690,14 @@ func (r *Reconciler) warmSucceeded() {
 // resync asks the driver what runs and marks dead or vanished sandboxes
 // failed; containers nobody knows are removed.
 func (r *Reconciler) resync(ctx context.Context) {
+	// A sandbox is missing only if it was placed before the list began: one
+	// placed while the list ran may be live in the state but not yet listed.
+	placedBefore := map[string]bool{}
+	for _, sb := range r.state.Sandboxes() {
+		if sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused {
+			placedBefore[sb.ID] = true
+		}
+	}
 	lctx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	instances, err := r.driver.List(lctx)
 	cancel()
@@ -697,7 +705,9 @@ func (r *Reconciler) resync(ctx context.Context) {
 		r.log.Warn("resync list", "err", err)
 		return
 	}
-	// Read state after listing: a sandbox placed in between is then in both.
+	// Orphans are judged against the state read after the list: every
+	// container is created for a sandbox the state already holds, so one the
+	// state does not know then is truly nobody's.
 	byID := map[string]*fsm.Sandbox{}
 	for _, sb := range r.state.Sandboxes() {
 		byID[sb.ID] = sb
@@ -725,7 +735,7 @@ func (r *Reconciler) resync(ctx context.Context) {
 		r.mu.Lock()
 		busy := r.inflight[sb.ID]
 		r.mu.Unlock()
-		if busy || seen[sb.ID] {
+		if busy || seen[sb.ID] || !placedBefore[sb.ID] {
 			continue
 		}
 		if sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused {

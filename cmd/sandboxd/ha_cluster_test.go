@@ -168,7 +168,9 @@ func (n *haNode) start() {
 // recreate replaces the container with one from image, keeping its volume:
 // the rolling upgrade's step.
 func (n *haNode) recreate(image string) {
-	dockerCLI(n.c.t, "stop", n.container) // SIGTERM: drains and hands leadership over
+	// SIGTERM, with the grace compose gives (stop_grace_period 40s): the node
+	// drains its requests and hands leadership over before it exits.
+	dockerCLI(n.c.t, "stop", "-t", "40", n.container)
 	dockerCLI(n.c.t, "rm", n.container)
 	n.image = image
 	n.create()

@@ -2,6 +2,7 @@ package nomad
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -125,7 +126,7 @@ func TestReconcilerRecordsResumeOnAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	sandbox := func() *fsm.Sandbox { sb, _ := f.Sandbox("sb1"); return sb }
-	eventually(t, "session sandbox active", func() bool { sb := sandbox(); return sb != nil && sb.State == fsm.StateActive })
+	eventually(t, "session sandbox active", func() bool { sb := sandbox(); return sb != nil && sb.State == fsm.StateActive }, func() string { return fmt.Sprintf("sandbox %+v", sandbox()) })
 	before := sandbox().Placement
 	c := agent.NewClient(before.AgentEndpoint, before.AgentSecret)
 	defer c.Close()
@@ -164,12 +165,16 @@ func TestReconcilerRecordsResumeOnAnotherNode(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t *testing.T, what string, cond func() bool, describe ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			var state string
+			for _, d := range describe {
+				state += "; " + d()
+			}
+			t.Fatalf("timed out waiting for %s%s", what, state)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
