@@ -263,13 +263,13 @@ func (r *Reconciler) adopt(ctx context.Context) error {
 		case ok && sb.State == fsm.StatePending:
 			// A create the previous leader did not finish: its placement was
 			// never recorded, so start over.
-			r.destroy(ctx, in.SandboxID, nil)
+			r.destroy(ctx, in.SandboxID)
 			removed++
 		case ok:
 			// terminating or failed: the regular pass destroys it.
 		default:
 			r.log.Info("removing orphan sandbox", "sandbox.id", in.SandboxID, "status", in.Status)
-			r.destroy(ctx, in.SandboxID, nil)
+			r.destroy(ctx, in.SandboxID)
 			removed++
 		}
 	}
@@ -378,7 +378,7 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 			// Leadership lost mid-create: the next leader's adopt removes
 			// what we may have started.
 			if err == nil {
-				r.destroy(context.Background(), sb.ID, nil)
+				r.destroy(context.Background(), sb.ID)
 			}
 			return
 		}
@@ -401,7 +401,7 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		if _, err := r.applyRetry(ctx, &fsm.SandboxPlaced{ID: sb.ID, Placement: p}); err != nil {
 			if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 				// Removed or failed meanwhile: the container must go.
-				r.destroy(ctx, sb.ID, nil)
+				r.destroy(ctx, sb.ID)
 				return
 			}
 			r.log.Warn("record placement", "sandbox.id", sb.ID, "err", err)
@@ -428,7 +428,7 @@ func (r *Reconciler) create(ctx context.Context, spec Spec) (fsm.Placement, erro
 			return p, err
 		}
 		r.log.Info("removing a leftover of an unfinished create", "sandbox.id", spec.ID)
-		if derr := r.destroy(ctx, spec.ID, nil); derr != nil {
+		if derr := r.destroy(ctx, spec.ID); derr != nil {
 			return p, err
 		}
 	}
@@ -440,7 +440,7 @@ func (r *Reconciler) startDestroy(ctx context.Context, id string, after func()) 
 		if cur, err := r.state.Sandbox(id); after != nil && (err != nil || cur.State != fsm.StateTerminating) {
 			return // already removed by an earlier call
 		}
-		if r.destroy(ctx, id, nil) == nil && after != nil {
+		if r.destroy(ctx, id) == nil && after != nil {
 			after()
 		}
 	})
@@ -448,7 +448,7 @@ func (r *Reconciler) startDestroy(ctx context.Context, id string, after func()) 
 
 // destroy removes a sandbox's container now (the caller holds its claim or
 // runs before any claim exists).
-func (r *Reconciler) destroy(ctx context.Context, id string, _ error) error {
+func (r *Reconciler) destroy(ctx context.Context, id string) error {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
 	if err := r.driver.Destroy(dctx, id); err != nil && !errors.Is(err, ErrNotFound) {
@@ -486,7 +486,7 @@ func (r *Reconciler) reapFailed(ctx context.Context, sb *fsm.Sandbox, now time.T
 	}
 	r.async(ctx, sb.ID, func() {
 		if !gone {
-			if r.destroy(ctx, sb.ID, nil) != nil {
+			if r.destroy(ctx, sb.ID) != nil {
 				return
 			}
 			r.mu.Lock()
@@ -552,7 +552,7 @@ func (r *Reconciler) resume(ctx context.Context, id string) error {
 		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 			// Removed or failed meanwhile: the new allocation must go.
 			r.log.Info("resumed sandbox gone from the state, destroying it", "sandbox.id", id, "err", err)
-			r.destroy(ctx, id, nil)
+			r.destroy(ctx, id)
 			return errGone
 		}
 		// Not recorded: report failure so the next pass resumes again (a
