@@ -80,14 +80,15 @@ job "sandbox" {
       attempts  = 0
       unlimited = false
     }
-    # Nomad >= 1.8. Older servers ignore it and replace a lost allocation;
-    # the driver then reports the sandbox not running all the same.
-    disconnect {
-      replace = false
-    }
+    # No disconnect block: Nomad 1.6 refuses it (the driver adds
+    # disconnect { replace = false } only when every client runs >= 1.8).
+    # A lost allocation is replaced by 1.6; the driver reports the sandbox
+    # not running all the same and the reconciler replaces it.
 
+    # Holds only Nomad's copy of the task's logs: the agent refuses writes
+    # outside /workspace and /tmp. Must exceed the log storage below.
     ephemeral_disk {
-      size = 64
+      size = 32
     }
 
     network {
@@ -101,6 +102,11 @@ job "sandbox" {
       driver       = "docker"
       user         = "1000:1000"
       kill_timeout = "5s"
+
+      logs {
+        max_files     = 2
+        max_file_size = 5
+      }
 
       config {
         image           = var.image
@@ -118,7 +124,6 @@ job "sandbox" {
         privileged      = false
         cpu_hard_limit  = true
         shm_size        = var.tmp_mb * 1048576
-        oom_score_adj   = 500
 
         labels = {
           "cloud-sandbox.cluster" = var.cluster

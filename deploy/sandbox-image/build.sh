@@ -20,11 +20,17 @@ SUITE=${DEBIAN_SUITE:-bookworm}
 PACKAGES="python3,python-is-python3,bash,coreutils,findutils,grep,sed,gawk,tar,gzip,procps,ca-certificates"
 [ -n "${EXTRA_PACKAGES:-}" ] && PACKAGES="$PACKAGES,$EXTRA_PACKAGES"
 SANDBOX_UID=1000
+# Bumped whenever the image's layout changes, so an older build is replaced.
+# 2: /workspace is mode 1777 (a tmpfs mounted there takes that mode).
+IMAGE_REV=2
+REV_LABEL=org.cloud-sandbox.image-rev
+SOURCE_LABEL=org.opencontainers.image.source
 
 log() { printf 'sandbox-image: %s\n' "$*"; }
 die() { printf 'sandbox-image: error: %s\n' "$*" >&2; exit 1; }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+label_of() { docker image inspect --format "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null; }
 
 # tag_alias points ALIAS at LOCAL_IMAGE unless ALIAS names an image already.
 tag_alias() {
@@ -34,6 +40,9 @@ tag_alias() {
 	if image_exists "$ALIAS"; then
 		if [ "$(docker image inspect --format '{{.Id}}' "$ALIAS")" = "$(docker image inspect --format '{{.Id}}' "$LOCAL_IMAGE")" ]; then
 			log "$ALIAS already points to $LOCAL_IMAGE"
+		elif [ "$(label_of "$ALIAS" "$SOURCE_LABEL")" = cloud-sandbox/deploy/sandbox-image ]; then
+			docker tag "$LOCAL_IMAGE" "$ALIAS"
+			log "re-tagged $ALIAS (an older build of ours) -> $LOCAL_IMAGE"
 		else
 			log "$ALIAS exists locally; left as it is (not shadowed by $LOCAL_IMAGE)"
 		fi
@@ -86,7 +95,7 @@ docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon"
 exec 9>"${TMPDIR:-/tmp}/cloud-sandbox-image.lock"
 flock -w 600 9 || die "timed out waiting for another build of $LOCAL_IMAGE"
 
-if image_exists "$LOCAL_IMAGE"; then
+if image_exists "$LOCAL_IMAGE" && [ "$(label_of "$LOCAL_IMAGE" "$REV_LABEL")" = "$IMAGE_REV" ]; then
 	log "$LOCAL_IMAGE exists; nothing to build"
 	tag_alias
 	exit 0
@@ -125,8 +134,11 @@ chroot "$ROOT" useradd --uid "$SANDBOX_UID" --gid "$SANDBOX_UID" --home-dir /wor
 # Mount points: the driver mounts tmpfs on /workspace and /tmp, the agent's
 # socket directory on /run/sandbox and the agent binary under /.sandbox.
 mkdir -p "$ROOT/workspace" "$ROOT/tmp" "$ROOT/run/sandbox" "$ROOT/.sandbox"
+# runc gives a tmpfs mounted on an existing directory that directory's mode,
+# and Nomad's tmpfs mounts take no uid: 1777 lets the sandbox user write to
+# /workspace under both drivers (Docker's tmpfs also gets uid=1000).
 chown "$SANDBOX_UID:$SANDBOX_UID" "$ROOT/workspace"
-chmod 1777 "$ROOT/tmp"
+chmod 1777 "$ROOT/workspace" "$ROOT/tmp"
 
 # Trim what a sandbox never needs.
 rm -rf "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb \
@@ -143,7 +155,7 @@ tar --numeric-owner -C "$ROOT" -c . | docker import \
 	--change 'ENV LANG=C.UTF-8' \
 	--change 'ENV HOME=/workspace' \
 	--change 'CMD ["python3"]' \
-	--change 'LABEL org.opencontainers.image.source=cloud-sandbox/deploy/sandbox-image' \
+	--change "LABEL $SOURCE_LABEL=cloud-sandbox/deploy/sandbox-image $REV_LABEL=$IMAGE_REV" \
 	--message "debootstrap $SUITE minbase + $PACKAGES" \
 	- "$LOCAL_IMAGE" >/dev/null
 

@@ -36,6 +36,8 @@ type Driver struct {
 	// leave an archive of a destroyed sandbox.
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+
+	cc clientCache
 }
 
 var _ placement.Driver = (*Driver)(nil)
@@ -93,7 +95,7 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}
-	p, err := d.place(ctx, spec.ID, spec.Image, d.Job(spec, secret), secret)
+	p, err := d.place(ctx, spec.ID, spec.Image, d.job(spec, secret, d.shape(ctx)), secret)
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}
@@ -104,11 +106,15 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement
 // failure it purges the job. The caller holds the sandbox's lock.
 func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Job, secret string) (fsm.Placement, error) {
 	start := time.Now()
+	defer d.forgetClients() // the clients' free room changed, or may have
 	resp, _, err := d.api.Jobs().Register(job, d.writeOpts(ctx))
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("register job %s: %w", *job.ID, err)
 	}
 	p, err := d.waitPlaced(ctx, *job.ID, image, resp)
+	if err == nil && !d.hasEgress(job) {
+		p.IP = "" // the API's contract: no network, no address
+	}
 	if err == nil {
 		p.AgentSecret = secret
 		err = d.waitHealthy(ctx, p)
@@ -125,6 +131,19 @@ func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Jo
 	d.log.Info("sandbox placed", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "node.id", p.Node,
 		"endpoint", p.AgentEndpoint, "elapsed", time.Since(start))
 	return p, nil
+}
+
+// hasEgress reports a job whose sandbox may reach the network: any group
+// network but the no-egress one.
+func (d *Driver) hasEgress(job *api.Job) bool {
+	for _, tg := range job.TaskGroups {
+		for _, n := range tg.Networks {
+			if n.Mode != "" && n.Mode != "none" && n.Mode != d.cfg.NoEgressNetwork {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *Driver) waitHealthy(ctx context.Context, p fsm.Placement) error {

@@ -1,6 +1,8 @@
 package nomad
 
 import (
+	"cmp"
+	"context"
 	"strconv"
 	"time"
 
@@ -28,6 +30,12 @@ const (
 	portLabel  = "agent"
 	agentPath  = "/.sandbox/agent"
 	secretFile = "secrets/agent-secret" // relative to the task dir
+
+	// Nomad keeps logFiles × logFileMB of the task's output; the
+	// ephemeral disk must exceed that.
+	logFiles        = 2
+	logFileMB       = 5
+	ephemeralDiskMB = 32
 )
 
 // JobID is the Nomad job id of a sandbox: <JobPrefix>-<sandbox id>.
@@ -47,15 +55,49 @@ func (d *Driver) resources(res fsm.Resources) fsm.Resources {
 	return res
 }
 
-// cpuMHz converts a CPU count to Nomad's MHz: CPUCount × MHzPerCPU,
-// at least Nomad's minimum of 1 MHz.
-func (d *Driver) cpuMHz(cpus float64) int {
-	return max(1, int(cpus*float64(d.cfg.MHzPerCPU)+0.5))
+// shape is what a job depends on besides the sandbox: what the clients
+// report and which fields their Nomad version understands.
+type shape struct {
+	// mhzPerCore converts a CPU count to Nomad's MHz.
+	mhzPerCore int
+	// disconnect: every client runs Nomad >= 1.8, which has the group's
+	// disconnect block (1.6 refuses it).
+	disconnect bool
 }
 
-// Job builds the Nomad job for one sandbox; the secret is the agent's bearer
-// token. It is exported so jobs/sandbox.nomad.hcl can be checked against it.
+// shape reads the clients (cached) and derives the job's shape; when they
+// cannot be read it falls back to the configured MHz and 1.6's fields.
+func (d *Driver) shape(ctx context.Context) shape {
+	sh := shape{mhzPerCore: d.cfg.MHzPerCPU}
+	c, err := d.clients(ctx)
+	if err != nil {
+		d.log.Warn("reading nomad clients; sizing jobs from the configuration", "err", err)
+	}
+	if sh.mhzPerCore == 0 {
+		sh.mhzPerCore = c.mhzPerCore
+	}
+	if sh.mhzPerCore == 0 {
+		sh.mhzPerCore = DefaultMHzPerCPU
+	}
+	sh.disconnect = !c.version.zero() && c.version.atLeast(1, 8)
+	return sh
+}
+
+// cpuMHz converts a CPU count to Nomad's MHz: CPUCount × MHz per core, at
+// least Nomad's minimum of 1 MHz.
+func (sh shape) cpuMHz(cpus float64) int {
+	return max(1, int(cpus*float64(sh.mhzPerCore)+0.5))
+}
+
+// Job builds the Nomad job for one sandbox as a Nomad 1.6 client with the
+// configured (or default) MHz per core takes it; the secret is the agent's
+// bearer token. It is exported so jobs/sandbox.nomad.hcl can be checked
+// against it.
 func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
+	return d.job(spec, secret, shape{mhzPerCore: cmp.Or(d.cfg.MHzPerCPU, DefaultMHzPerCPU)})
+}
+
+func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
 	res := d.resources(spec.Resources)
 	id := d.JobID(spec.ID)
 	job := api.NewBatchJob(id, id, d.cfg.Region, d.cfg.Priority)
@@ -77,10 +119,15 @@ func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
 	tg.RestartPolicy = &api.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
 	tg.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
 	// Nomad 1.8+: keep a disconnected allocation, never place a replacement.
-	// Before 1.8 neither field exists and a lost allocation is replaced;
-	// List then reports the sandbox not running (see list.go).
-	tg.Disconnect = &api.DisconnectStrategy{Replace: ptr(false)}
-	tg.EphemeralDisk = &api.EphemeralDisk{SizeMB: ptr(64)}
+	// 1.6 refuses the block; a lost allocation is then replaced, and List
+	// reports the sandbox not running all the same (see list.go).
+	if sh.disconnect {
+		tg.Disconnect = &api.DisconnectStrategy{Replace: ptr(false)}
+	}
+	// The ephemeral disk holds only Nomad's copy of the task's logs (the
+	// agent refuses writes outside /workspace and /tmp), and Nomad requires
+	// it to be larger than the log storage.
+	tg.EphemeralDisk = &api.EphemeralDisk{SizeMB: ptr(ephemeralDiskMB)}
 	mode := d.cfg.NoEgressNetwork
 	if spec.Network {
 		mode = d.cfg.EgressNetwork
@@ -93,8 +140,9 @@ func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
 	task := api.NewTask(taskName, "docker")
 	task.User = placement.SandboxUser
 	task.KillTimeout = ptr(5 * time.Second)
+	task.LogConfig = &api.LogConfig{MaxFiles: ptr(logFiles), MaxFileSizeMB: ptr(logFileMB)}
 	task.Resources = &api.Resources{
-		CPU:         ptr(d.cpuMHz(res.CPUCount)),
+		CPU:         ptr(sh.cpuMHz(res.CPUCount)),
 		MemoryMB:    ptr(int(res.MemoryMB)),
 		MemoryMaxMB: ptr(int(res.MemoryMB)), // no oversubscription
 	}
@@ -171,7 +219,6 @@ func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]a
 		"privileged":      false,
 		"cpu_hard_limit":  true,
 		"shm_size":        d.cfg.TmpSizeMB << 20,
-		"oom_score_adj":   500,
 		"labels":          []map[string]string{labels},
 		"mount":           mounts,
 		"logging": map[string]any{

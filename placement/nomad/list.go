@@ -86,7 +86,7 @@ func (d *Driver) instance(ctx context.Context, id string, st *api.JobListStub) (
 	in.Status = "alloc " + a.ClientStatus
 	in.Running = a.ClientStatus == "running" || a.ClientStatus == "pending"
 	if a.ClientStatus == "failed" || a.ClientStatus == "lost" {
-		in.Status += ": " + allocFailed(a.ID, a.ClientStatus, "", a.TaskStates).Error()
+		in.Status += ": " + allocFailed(a.ID, a.ClientStatus, a.ClientDescription, "", a.TaskStates).Error()
 	}
 	return in, nil
 }

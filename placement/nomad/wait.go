@@ -1,6 +1,7 @@
 package nomad
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,14 +37,16 @@ func (d *Driver) waitPlaced(ctx context.Context, jobID, image string, reg *api.J
 }
 
 func (d *Driver) followAllocs(wctx context.Context, jobID, image string, reg *api.JobRegisterResponse) (fsm.Placement, error) {
+	// The scheduler answers first: a job it cannot place fails now, not
+	// when the place timeout runs out.
+	if err := d.waitEval(wctx, jobID, reg.EvalID); err != nil {
+		return fsm.Placement{}, err
+	}
 	var index uint64
 	for {
-		wait := maxBlock
-		if dl, ok := wctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl))
-		}
-		if wait <= 0 {
-			return fsm.Placement{}, fmt.Errorf("job %s: %w (%s)", jobID, ErrPlaceTimeout, d.cfg.PlaceTimeout)
+		wait, err := d.blockFor(wctx, jobID)
+		if err != nil {
+			return fsm.Placement{}, err
 		}
 		stubs, qm, err := d.api.Jobs().Allocations(jobID, false, d.queryOpts(wctx, index, wait))
 		if err != nil {
@@ -58,9 +61,55 @@ func (d *Driver) followAllocs(wctx context.Context, jobID, image string, reg *ap
 		case a.ClientStatus == "running":
 			return d.placement(wctx, a.ID)
 		case a.ClientStatus == "failed", a.ClientStatus == "lost", a.ClientStatus == "complete":
-			return fsm.Placement{}, allocFailed(a.ID, a.ClientStatus, image, a.TaskStates)
+			return fsm.Placement{}, allocFailed(a.ID, a.ClientStatus, a.ClientDescription, image, a.TaskStates)
 		}
 		// Nomad never returns index 0; guard against a spin all the same.
+		if qm.LastIndex > index {
+			index = qm.LastIndex
+		} else if index == 0 {
+			index = 1
+		}
+	}
+}
+
+// blockFor is how long the next blocking query may wait.
+func (d *Driver) blockFor(wctx context.Context, jobID string) (time.Duration, error) {
+	wait := maxBlock
+	if dl, ok := wctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if wait <= 0 {
+		return 0, fmt.Errorf("job %s: %w (%s)", jobID, ErrPlaceTimeout, d.cfg.PlaceTimeout)
+	}
+	return wait, nil
+}
+
+// waitEval follows the registration's evaluation with blocking queries
+// until the scheduler has processed it, and reports a job it could not
+// place as an UnplaceableError.
+func (d *Driver) waitEval(wctx context.Context, jobID, evalID string) error {
+	if evalID == "" {
+		return nil
+	}
+	var index uint64
+	for {
+		wait, err := d.blockFor(wctx, jobID)
+		if err != nil {
+			return err
+		}
+		ev, qm, err := d.api.Evaluations().Info(evalID, d.queryOpts(wctx, index, wait))
+		if err != nil {
+			if isNotFound(err) {
+				return nil // garbage collected; the allocation list decides
+			}
+			return fmt.Errorf("job %s eval %s: %w", jobID, evalID, err)
+		}
+		if len(ev.FailedTGAllocs) > 0 {
+			return unplaceable(jobID, ev)
+		}
+		if ev.Status != "pending" {
+			return nil
+		}
 		if qm.LastIndex > index {
 			index = qm.LastIndex
 		} else if index == 0 {
@@ -101,6 +150,10 @@ func (d *Driver) checkEval(ctx context.Context, jobID, evalID string) error {
 	if len(ev.FailedTGAllocs) == 0 {
 		return nil
 	}
+	return unplaceable(jobID, ev)
+}
+
+func unplaceable(jobID string, ev *api.Evaluation) *UnplaceableError {
 	ue := &UnplaceableError{JobID: jobID, Exhausted: map[string]int{}}
 	for _, m := range ev.FailedTGAllocs {
 		for dim, n := range m.DimensionExhausted {
@@ -151,30 +204,63 @@ func (d *Driver) placement(ctx context.Context, allocID string) (fsm.Placement, 
 	}, nil
 }
 
-// allocFailed describes an ended allocation from its task's last events; a
-// driver failure to find or pull the image is an ImageNotFoundError.
-func allocFailed(id, status, image string, states map[string]*api.TaskState) error {
+// allocFailed describes an ended allocation with Nomad's own reasons: the
+// task events that failed it (Failed Validation, Driver Failure, Setup
+// Failure, ...), else the allocation's client description. A failure to
+// find or pull the sandbox's own image is an ImageNotFoundError.
+func allocFailed(id, status, desc, image string, states map[string]*api.TaskState) error {
 	e := &AllocFailedError{AllocID: id, Status: status, Reason: status}
-	ts := states[taskName]
-	if ts == nil {
-		return e
-	}
 	var msgs []string
-	for _, ev := range ts.Events {
-		if ev.Type == "Driver Failure" || ev.Type == "Terminated" || ev.Type == "Setup Failure" {
-			msg := ev.DisplayMessage
-			if ev.DriverError != "" {
-				msg = ev.DriverError
+	if ts := states[taskName]; ts != nil {
+		for _, ev := range ts.Events {
+			msg := eventReason(ev)
+			if msg == "" {
+				continue
 			}
 			msgs = append(msgs, msg)
-			low := strings.ToLower(msg)
-			if strings.Contains(low, "failed to pull") || strings.Contains(low, "no such image") {
+			if ev.Type == api.TaskDriverFailure && mentionsImage(msg, image) {
 				return &placement.ImageNotFoundError{Image: image, Err: errors.New(msg)}
 			}
 		}
+	}
+	if len(msgs) == 0 && desc != "" {
+		msgs = append(msgs, desc)
 	}
 	if len(msgs) > 0 {
 		e.Reason = strings.Join(msgs, "; ")
 	}
 	return e
+}
+
+// eventReason is what a task event says about a failure, "" for events
+// that are not one.
+func eventReason(ev *api.TaskEvent) string {
+	detail := ""
+	for _, s := range []string{ev.ValidationError, ev.DriverError, ev.SetupError, ev.DownloadError, ev.KillError, ev.VaultError} {
+		if s != "" {
+			detail = s
+			break
+		}
+	}
+	switch {
+	case detail != "":
+	case ev.Type == api.TaskTerminated:
+		// Before the agent answered, any exit is the failure.
+		detail = cmp.Or(ev.DisplayMessage, fmt.Sprintf("Exit Code: %d, Signal: %d", ev.ExitCode, ev.Signal))
+	case ev.FailsTask:
+		detail = ev.DisplayMessage
+	default:
+		return ""
+	}
+	return ev.Type + ": " + detail
+}
+
+// mentionsImage reports a driver failure about pulling or finding image
+// (not, say, the infra image of the group's network).
+func mentionsImage(msg, image string) bool {
+	low := strings.ToLower(msg)
+	if !strings.Contains(low, "pull") && !strings.Contains(low, "no such image") {
+		return false
+	}
+	return strings.Contains(msg, image)
 }
