@@ -49,7 +49,9 @@ type Config struct {
 	// (default 30 s).
 	PlaceTimeout  time.Duration
 	HealthTimeout time.Duration
-	// MHzPerCPU converts a request's CPU count into Nomad's MHz (default 1000).
+	// MHzPerCPU converts a request's CPU count into Nomad's MHz. Zero (the
+	// default) takes it from the clients: the smallest cpu.totalcompute /
+	// cores among them, so one CPU is one core wherever the sandbox lands.
 	MHzPerCPU int
 
 	// EgressNetwork is the group network mode of sandboxes allowed egress
@@ -82,10 +84,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultAgentPath       = "/opt/cloud-sandbox/bin/sandbox-agent"
-	DefaultAgentPort       = 7777
-	DefaultPlaceTimeout    = 2 * time.Minute
-	DefaultHealthTimeout   = 30 * time.Second
+	DefaultAgentPath     = "/opt/cloud-sandbox/bin/sandbox-agent"
+	DefaultAgentPort     = 7777
+	DefaultPlaceTimeout  = 2 * time.Minute
+	DefaultHealthTimeout = 30 * time.Second
+	// DefaultMHzPerCPU is used only when neither the configuration nor
+	// the clients say what a core is worth.
 	DefaultMHzPerCPU       = 1000
 	DefaultEgressNetwork   = "bridge"
 	DefaultNoEgressNetwork = "cni/cloud-sandbox-noegress"
@@ -109,9 +113,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.HealthTimeout == 0 {
 		c.HealthTimeout = DefaultHealthTimeout
-	}
-	if c.MHzPerCPU == 0 {
-		c.MHzPerCPU = DefaultMHzPerCPU
 	}
 	if c.EgressNetwork == "" {
 		c.EgressNetwork = DefaultEgressNetwork
@@ -158,8 +159,8 @@ func (c Config) Validate() error {
 	if c.PlaceTimeout < 0 || c.HealthTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
-	if c.MHzPerCPU < 1 {
-		errs = append(errs, fmt.Errorf("MHz per CPU %d: want >= 1", c.MHzPerCPU))
+	if c.MHzPerCPU < 0 {
+		errs = append(errs, fmt.Errorf("MHz per CPU %d: want >= 1, or 0 for what the clients report", c.MHzPerCPU))
 	}
 	if c.ArchiveDir != "" && !filepath.IsAbs(c.ArchiveDir) {
 		errs = append(errs, fmt.Errorf("archive dir %q is not absolute", c.ArchiveDir))
