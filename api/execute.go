@@ -132,6 +132,11 @@ func (s *Server) runnableSandbox(r *http.Request, id string) (*fsm.Sandbox, erro
 			}
 		}
 	}
+	if sb.State == fsm.StateResuming {
+		if sb, err = s.waitResumed(r.Context(), id); err != nil {
+			return nil, err
+		}
+	}
 	switch sb.State {
 	case fsm.StateActive:
 		return sb, nil

@@ -113,7 +113,8 @@ func TestGuideFlow(t *testing.T) {
 	}
 	r = e.call("POST", "/api/v1/sessions/"+sid+"/resume", tok, nil)
 	expect(t, r, http.StatusOK, "")
-	if r.str("status") != "active" {
+	// Answered only once the sandbox runs again, never while it resumes.
+	if r.str("status") != "active" || r.str("sandbox_status") != "active" {
 		t.Fatalf("resume = %s", r.raw)
 	}
 	r = e.call("POST", "/api/v1/execute", tok, map[string]any{"sandbox_id": sbid, "code": "print(2)"})

@@ -161,6 +161,8 @@ func (e *env) startReconciler() {
 						Driver: "test", Node: "local", ContainerID: "c-" + sb.ID, AgentEndpoint: "unix://" + e.sock}}
 				case sb.State == fsm.StateTerminating:
 					cmd = &fsm.SandboxRemoved{ID: sb.ID}
+				case sb.State == fsm.StateResuming:
+					cmd = &fsm.SandboxResumed{ID: sb.ID}
 				default:
 					continue
 				}

@@ -205,6 +205,11 @@ func (s *Server) sessionAction(op string, mk func(id string, p *principal) fsm.C
 		if op == "session-delete" {
 			s.agents.forget(se.SandboxID)
 		}
+		if op == "session-resume" {
+			if _, err := s.waitResumed(r.Context(), se.SandboxID); err != nil {
+				return err
+			}
+		}
 		writeJSON(w, http.StatusOK, s.viewSession(se))
 		return nil
 	}

@@ -80,6 +80,27 @@ func (s *Server) waitActive(ctx context.Context, id string, index uint64) (*fsm.
 	}
 }
 
+// waitResumed waits, at most ReadyTimeout, while sandbox id is resuming,
+// and returns it as it then is. A resume is answered only once the agent
+// runs where the state says, so a client never reaches the old placement.
+func (s *Server) waitResumed(ctx context.Context, id string) (*fsm.Sandbox, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	for {
+		ch := s.state.Watch()
+		sb, err := s.state.Sandbox(id)
+		if err != nil || sb.State != fsm.StateResuming {
+			return sb, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+				Msg: "sandbox is still resuming; try again", RetryAfter: 2, Err: errNotReady}
+		}
+	}
+}
+
 func (s *Server) notReady(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return errNotReady

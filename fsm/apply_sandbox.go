@@ -77,6 +77,27 @@ func applySandboxMoved(t *tx, c *SandboxMoved) *Response {
 	return &Response{Sandbox: s.Copy()}
 }
 
+func applySandboxResumed(t *tx, c *SandboxResumed) *Response {
+	old := t.sandbox(c.ID)
+	switch {
+	case c.Moved && c.Placement.AgentEndpoint == "":
+		return fail(errorf(CodeInvalid, "sandbox %s: a move needs the new agent endpoint", c.ID))
+	case old == nil:
+		return fail(errorf(CodeNotFound, "sandbox %s not found", c.ID))
+	case old.State == StateActive && (!c.Moved || old.Placement == c.Placement):
+		return &Response{Sandbox: old.Copy()} // a retry of this very command
+	case old.State != StateResuming:
+		return fail(errorf(CodeConflict, "sandbox %s is %s, not resuming", c.ID, old.State))
+	}
+	s := old.Copy()
+	s.State = StateActive
+	if c.Moved {
+		s.Placement = c.Placement
+	}
+	t.putSandbox(s)
+	return &Response{Sandbox: s.Copy()}
+}
+
 func applySandboxFailed(t *tx, c *SandboxFailed) *Response {
 	old := t.sandbox(c.ID)
 	switch {

@@ -100,7 +100,9 @@ func applySessionResume(t *tx, c *SessionResume) *Response {
 	if sb == nil || sb.State != StatePaused {
 		return fail(errorf(CodeConflict, "session %s: sandbox is %s, not paused", c.ID, stateOf(sb)))
 	}
-	return setSessionState(t, old, sb, SessionActive, StateActive, c.Now)
+	// The session is active at once; its sandbox is resuming until the
+	// reconciler records it running (SandboxResumed).
+	return setSessionState(t, old, sb, SessionActive, StateResuming, c.Now)
 }
 
 // setSessionState moves a session and its sandbox together; both count as

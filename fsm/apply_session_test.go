@@ -99,20 +99,49 @@ func TestSessionPause(t *testing.T) {
 func TestSessionResume(t *testing.T) {
 	paused := join(withSession, cmds(pause("s1", "alice")))
 	runCases(t, []applyCase{
-		{name: "paused resumes with its sandbox", setup: paused, cmd: resume("s1", "alice"),
+		{name: "paused resumes; its sandbox is resuming until recorded running", setup: paused, cmd: resume("s1", "alice"),
 			check: func(t *testing.T, h *harness, _ *Response) {
 				if s := h.session("s1"); s.State != SessionActive || !s.LastActiveAt.Equal(h.now) {
 					t.Errorf("session = %+v", s)
 				}
-				if sb := wantState(t, h, "a", StateActive); !sb.LastActiveAt.Equal(h.now) {
+				if sb := wantState(t, h, "a", StateResuming); !sb.LastActiveAt.Equal(h.now) {
 					t.Errorf("sandbox last active %v, want %v", sb.LastActiveAt, h.now)
 				}
 			}},
+		{name: "resuming is a no-op", setup: join(paused, cmds(resume("s1", "alice"))), cmd: resume("s1", "alice"),
+			check: func(t *testing.T, h *harness, _ *Response) { wantState(t, h, "a", StateResuming) }},
+		{name: "resuming cannot be paused", setup: join(paused, cmds(resume("s1", "alice"))), cmd: pause("s1", "alice"), wantErr: CodeConflict},
 		{name: "active is a no-op", setup: withSession, cmd: resume("s1", "alice"),
 			check: func(t *testing.T, h *harness, _ *Response) { wantState(t, h, "a", StateActive) }},
 		{name: "deleted is a conflict", setup: join(withSession, cmds(del("s1", "alice"))), cmd: resume("s1", "alice"), wantErr: CodeConflict},
 		{name: "another owner gets not found", setup: paused, cmd: resume("s1", "mallory"), wantErr: CodeNotFound},
 		{name: "sandbox failed while paused is a conflict", setup: join(paused, cmds(&SandboxFailed{ID: "a"})), cmd: resume("s1", "alice"), wantErr: CodeConflict},
+	})
+}
+
+func TestSandboxResumed(t *testing.T) {
+	resuming := join(withSession, cmds(pause("s1", "alice"), resume("s1", "alice")))
+	moved := Placement{Driver: "nomad", Node: "n2", ContainerID: "alloc2", AgentEndpoint: "http://10.0.0.2:2345"}
+	runCases(t, []applyCase{
+		{name: "in place: active where it was", setup: resuming, cmd: &SandboxResumed{ID: "a"},
+			check: func(t *testing.T, h *harness, _ *Response) {
+				if sb := wantState(t, h, "a", StateActive); sb.Placement.AgentEndpoint == "" {
+					t.Errorf("placement lost: %+v", sb.Placement)
+				}
+			}},
+		{name: "moved: active at the new placement", setup: resuming, cmd: &SandboxResumed{ID: "a", Moved: true, Placement: moved},
+			check: func(t *testing.T, h *harness, _ *Response) {
+				if sb := wantState(t, h, "a", StateActive); sb.Placement != moved {
+					t.Errorf("placement = %+v, want %+v", sb.Placement, moved)
+				}
+			}},
+		{name: "a retry is a no-op", setup: join(resuming, cmds(&SandboxResumed{ID: "a", Moved: true, Placement: moved})),
+			cmd: &SandboxResumed{ID: "a", Moved: true, Placement: moved},
+			check: func(t *testing.T, h *harness, _ *Response) { wantState(t, h, "a", StateActive) }},
+		{name: "moved without an endpoint is invalid", setup: resuming, cmd: &SandboxResumed{ID: "a", Moved: true}, wantErr: CodeInvalid},
+		{name: "paused is a conflict", setup: join(withSession, cmds(pause("s1", "alice"))), cmd: &SandboxResumed{ID: "a"}, wantErr: CodeConflict},
+		{name: "released while resuming is a conflict", setup: join(resuming, cmds(del("s1", "alice"))), cmd: &SandboxResumed{ID: "a"}, wantErr: CodeConflict},
+		{name: "unknown", cmd: &SandboxResumed{ID: "nope"}, wantErr: CodeNotFound},
 	})
 }
 

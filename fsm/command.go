@@ -33,6 +33,7 @@ const (
 	TypeSessionsPurge  CommandType = 13
 	TypeTokenRevoke    CommandType = 14
 	TypeSandboxMoved   CommandType = 15
+	TypeSandboxResumed CommandType = 16
 )
 
 // Header is carried by every command. Apply takes time and identity from here,
@@ -88,6 +89,17 @@ type SandboxPlaced struct {
 type SandboxMoved struct {
 	Header
 	ID        string    `json:"id"`
+	Placement Placement `json:"placement"`
+}
+
+// SandboxResumed records that a resuming sandbox runs again: its agent
+// answers at Placement when Moved (a Nomad resume placed a new
+// allocation), or where it was (Docker unpaused it in place). Only then
+// is the sandbox active.
+type SandboxResumed struct {
+	Header
+	ID        string    `json:"id"`
+	Moved     bool      `json:"moved,omitempty"`
 	Placement Placement `json:"placement"`
 }
 
@@ -207,6 +219,7 @@ func (*SessionDelete) Type() CommandType  { return TypeSessionDelete }
 func (*SessionsPurge) Type() CommandType  { return TypeSessionsPurge }
 func (*TokenRevoke) Type() CommandType    { return TypeTokenRevoke }
 func (*SandboxMoved) Type() CommandType   { return TypeSandboxMoved }
+func (*SandboxResumed) Type() CommandType { return TypeSandboxResumed }
 
 // newCommand returns an empty command of type t, or nil if t is unknown.
 // Adding a command is one type, one line here, and one apply function.
@@ -242,6 +255,8 @@ func newCommand(t CommandType) Command {
 		return &TokenRevoke{}
 	case TypeSandboxMoved:
 		return &SandboxMoved{}
+	case TypeSandboxResumed:
+		return &SandboxResumed{}
 	}
 	return nil
 }

@@ -140,6 +140,7 @@ var appliers = map[CommandType]func(*tx, Command) *Response{
 	TypeSessionsPurge:  handler(applySessionsPurge),
 	TypeTokenRevoke:    handler(applyTokenRevoke),
 	TypeSandboxMoved:   handler(applySandboxMoved),
+	TypeSandboxResumed: handler(applySandboxResumed),
 }
 
 func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {

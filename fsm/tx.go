@@ -225,6 +225,8 @@ func (c *PoolStats) add(st SandboxState, d int) {
 		c.Active += d
 	case StatePaused:
 		c.Paused += d
+	case StateResuming:
+		c.Resuming += d
 	case StateTerminating:
 		c.Terminating += d
 	case StateFailed:

@@ -6,14 +6,18 @@ import "time"
 // desired state; the reconciler makes the containers match it.
 type SandboxState string
 
-// Sandbox lifecycle: pending → idle → active → paused → terminating → removed,
-// and failed from any live state. A sandbox created on demand for an owner goes
-// pending → active directly. "removed" is never stored: the record is deleted.
+// Sandbox lifecycle: pending → idle → active → paused → resuming → active …
+// → terminating → removed, and failed from any live state. A sandbox created
+// on demand for an owner goes pending → active directly. A resume is
+// "resuming" until the driver has it running again and the new placement is
+// recorded, so "active" always means the agent answers where the state says.
+// "removed" is never stored: the record is deleted.
 const (
 	StatePending     SandboxState = "pending"
 	StateIdle        SandboxState = "idle"
 	StateActive      SandboxState = "active"
 	StatePaused      SandboxState = "paused"
+	StateResuming    SandboxState = "resuming"
 	StateTerminating SandboxState = "terminating"
 	StateFailed      SandboxState = "failed"
 )
@@ -65,7 +69,17 @@ type Sandbox struct {
 // Live reports whether the sandbox is placed or being placed.
 func (s *Sandbox) Live() bool {
 	switch s.State {
-	case StatePending, StateIdle, StateActive, StatePaused:
+	case StatePending, StateIdle, StateActive, StatePaused, StateResuming:
+		return true
+	}
+	return false
+}
+
+// Placed reports whether the sandbox has a recorded placement that the
+// driver should be running (paused and resuming included).
+func (s *Sandbox) Placed() bool {
+	switch s.State {
+	case StateIdle, StateActive, StatePaused, StateResuming:
 		return true
 	}
 	return false
@@ -135,6 +149,7 @@ type PoolStats struct {
 	Idle        int `json:"idle"`
 	Active      int `json:"active"`
 	Paused      int `json:"paused"`
+	Resuming    int `json:"resuming"`
 	Terminating int `json:"terminating"`
 	Failed      int `json:"failed"`
 	MinSize     int `json:"min_size"`

@@ -254,7 +254,7 @@ func (r *Reconciler) adopt(ctx context.Context) error {
 		seen[in.SandboxID] = true
 		sb, ok := byID[in.SandboxID]
 		switch {
-		case ok && (sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused):
+		case ok && sb.Placed():
 			r.mu.Lock()
 			r.paused[sb.ID] = in.Paused
 			r.applied[sb.ID] = sb.Resources
@@ -274,7 +274,7 @@ func (r *Reconciler) adopt(ctx context.Context) error {
 		}
 	}
 	for _, sb := range byID {
-		if (sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused) && !seen[sb.ID] {
+		if sb.Placed() && !seen[sb.ID] {
 			r.fail(ctx, sb.ID, "container missing at leader start")
 		}
 		if sb.State == fsm.StateFailed && !seen[sb.ID] {
@@ -305,6 +305,8 @@ func (r *Reconciler) pass(ctx context.Context) {
 			r.reapFailed(ctx, sb, now)
 		case fsm.StatePaused:
 			r.ensurePaused(ctx, sb.ID, true)
+		case fsm.StateResuming:
+			r.startResume(ctx, sb.ID)
 		case fsm.StateActive:
 			r.ensurePaused(ctx, sb.ID, false)
 			r.ensureResources(ctx, sb)
@@ -534,6 +536,39 @@ func (r *Reconciler) ensurePaused(ctx context.Context, id string, want bool) {
 	})
 }
 
+// startResume brings a resuming sandbox back and records it running
+// (SandboxResumed, with the new placement when the driver moved it); only
+// then does the state call it active. A failed resume is tried again on a
+// later pass: the driver keeps what it needs (Nomad: the archive).
+func (r *Reconciler) startResume(ctx context.Context, id string) {
+	r.async(ctx, id, func() {
+		if cur, err := r.state.Sandbox(id); err != nil || cur.State != fsm.StateResuming {
+			return
+		}
+		start := time.Now()
+		// A resume that re-places (Nomad) waits for a placement like a create.
+		octx, cancel := context.WithTimeout(ctx, max(r.cfg.OpTimeout, r.cfg.CreateTimeout))
+		p, moved, err := r.driver.Resume(octx, id)
+		cancel()
+		if err != nil {
+			r.log.Warn("resume failed; trying again", "sandbox.id", id, "err", err)
+			return
+		}
+		r.mu.Lock()
+		r.paused[id] = false
+		r.mu.Unlock()
+		cmd := &fsm.SandboxResumed{ID: id, Moved: moved, Placement: p}
+		if _, err := r.applyRetry(ctx, cmd); err != nil {
+			// Released or failed meanwhile: the regular pass destroys it
+			// by id, wherever it now runs.
+			r.log.Info("record resume", "sandbox.id", id, "err", err)
+			return
+		}
+		r.log.Info("sandbox resumed", "sandbox.id", id, "moved", moved, "node", p.Node,
+			"container", shortID(p.ContainerID), "ms", time.Since(start).Milliseconds())
+	})
+}
+
 // errGone reports a sandbox destroyed because the state no longer wants it.
 var errGone = errors.New("sandbox gone from the state")
 
@@ -694,7 +729,7 @@ func (r *Reconciler) resync(ctx context.Context) {
 	// placed while the list ran may be live in the state but not yet listed.
 	placedBefore := map[string]bool{}
 	for _, sb := range r.state.Sandboxes() {
-		if sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused {
+		if sb.Placed() {
 			placedBefore[sb.ID] = true
 		}
 	}
@@ -727,7 +762,7 @@ func (r *Reconciler) resync(ctx context.Context) {
 			r.startDestroy(ctx, in.SandboxID, nil)
 			continue
 		}
-		if !in.Running && (sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused) {
+		if !in.Running && sb.Placed() {
 			r.fail(ctx, sb.ID, "container exited: "+in.Status)
 		}
 	}
@@ -738,7 +773,7 @@ func (r *Reconciler) resync(ctx context.Context) {
 		if busy || seen[sb.ID] || !placedBefore[sb.ID] {
 			continue
 		}
-		if sb.State == fsm.StateIdle || sb.State == fsm.StateActive || sb.State == fsm.StatePaused {
+		if sb.Placed() {
 			r.fail(ctx, sb.ID, "container removed")
 		}
 	}

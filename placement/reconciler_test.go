@@ -422,6 +422,7 @@ func TestReconcilerPausesAndResumesSessions(t *testing.T) {
 }
 
 func TestReconcilerRecordsPlacementOfMovedResume(t *testing.T) {
+	var duringState fsm.SandboxState
 	cases := []struct {
 		name string
 		// during runs inside the driver's Resume; nil: nothing happens.
@@ -443,6 +444,23 @@ func TestReconcilerRecordsPlacementOfMovedResume(t *testing.T) {
 				}
 				if sb.State != fsm.StateActive {
 					t.Errorf("state %s, want active", sb.State)
+				}
+			}},
+		{name: "resuming, never active at the old placement, until recorded",
+			during: func(r *rig, id string) {
+				sb, _ := r.f.Sandbox(id)
+				duringState = sb.State
+			},
+			check: func(t *testing.T, r *rig, id string, before fsm.Placement) {
+				r.eventually("active", func() bool {
+					sb, _ := r.f.Sandbox(id)
+					return sb != nil && sb.State == fsm.StateActive
+				})
+				if duringState != fsm.StateResuming {
+					t.Errorf("state while the driver resumed = %q, want resuming", duringState)
+				}
+				if sb, _ := r.f.Sandbox(id); sb.Placement == before {
+					t.Errorf("active at the old placement %+v", before)
 				}
 			}},
 		{name: "failed while resuming is destroyed",
