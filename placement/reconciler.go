@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -692,6 +693,9 @@ func (r *Reconciler) warm(ctx context.Context, sandboxes []*fsm.Sandbox, pool fs
 	if room := pool.MaxSize - live; need > room {
 		need = room
 	}
+	if need > 0 {
+		need = min(need, r.hostRoom(ctx, sandboxes, pool.Resources))
+	}
 	for i := 0; i < need; i++ {
 		cmd := &fsm.SandboxCreate{ID: NewID(), Image: pool.Image, Resources: pool.Resources}
 		if _, err := r.apply.Apply(ctx, cmd); err != nil {
@@ -701,6 +705,36 @@ func (r *Reconciler) warm(ctx context.Context, sandboxes []*fsm.Sandbox, pool fs
 			return
 		}
 	}
+}
+
+// capacity is what a driver that knows its hosts' size offers (Nomad): how
+// many more sandboxes of res they can hold now.
+type capacity interface {
+	Capacity(ctx context.Context, res fsm.Resources) (int, error)
+}
+
+// hostRoom is how many more pool sandboxes the hosts can take, less those
+// still pending (asked for, maybe not yet counted by the hosts), so the
+// pool never plans beyond what the hosts can hold. Without a capacity
+// driver, or when it cannot tell, the pool's own maximum is the bound.
+func (r *Reconciler) hostRoom(ctx context.Context, sandboxes []*fsm.Sandbox, res fsm.Resources) int {
+	c, ok := r.driver.(capacity)
+	if !ok {
+		return math.MaxInt
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
+	n, err := c.Capacity(cctx, res)
+	cancel()
+	if err != nil {
+		r.log.Warn("host capacity unknown; planning the pool by its maximum", "err", err)
+		return math.MaxInt
+	}
+	for _, sb := range sandboxes {
+		if sb.State == fsm.StatePending {
+			n--
+		}
+	}
+	return max(n, 0)
 }
 
 func (r *Reconciler) warmFailed() {

@@ -33,6 +33,19 @@ type memDriver struct {
 	// lateLeftovers are ids whose first Create finds a container an earlier
 	// leader's unfinished create just made (after this term's adopt).
 	lateLeftovers map[string]bool
+	// hostSlots, when > 0, is how many sandboxes the hosts hold in all
+	// (Capacity reports what is left, as Nomad's driver does).
+	hostSlots int
+}
+
+// Capacity is the room left on the hosts; with no hostSlots, plenty.
+func (d *memDriver) Capacity(context.Context, fsm.Resources) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hostSlots == 0 {
+		return 1 << 20, nil
+	}
+	return d.hostSlots - len(d.instances), nil
 }
 
 func newMemDriver() *memDriver { return &memDriver{instances: map[string]*Instance{}} }
@@ -309,6 +322,21 @@ func TestReconcilerNeverExceedsMax(t *testing.T) {
 	if n := len(r.driver.ids()); n > 4 {
 		t.Fatalf("driver runs %d sandboxes, max is 4", n)
 	}
+}
+
+func TestReconcilerPlansThePoolWithinHostCapacity(t *testing.T) {
+	r := newRig(t, testPool) // min 3
+	r.driver.hostSlots = 2
+	r.start()
+	r.eventually("2 idle", func() bool { return r.count(fsm.StateIdle) == 2 })
+	time.Sleep(200 * time.Millisecond) // several passes, each could overshoot
+	if n := len(r.f.Sandboxes()); n != 2 {
+		t.Errorf("sandboxes in the state = %d, want 2: the hosts hold no more", n)
+	}
+	r.driver.mu.Lock()
+	r.driver.hostSlots = 3
+	r.driver.mu.Unlock()
+	r.eventually("the third once there is room", func() bool { return r.count(fsm.StateIdle) == 3 })
 }
 
 func TestReconcilerReplacesContainerRemovedBehindItsBack(t *testing.T) {
