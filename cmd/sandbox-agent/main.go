@@ -21,6 +21,9 @@ import (
 const secretEnv = "SANDBOX_AGENT_SECRET"
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == pauseArg {
+		pause() // the Nomad infra container; see pause.go
+	}
 	listen := flag.String("listen", "unix:///run/sandbox/agent.sock", "unix:///path.sock or tcp://host:port")
 	workdir := flag.String("workdir", "/workspace", "default working directory and HOME of execs")
 	secretFile := flag.String("secret-file", "", "file holding the bearer secret (TCP mode; or env "+secretEnv+")")
