@@ -127,7 +127,7 @@ func applySandboxAcquire(t *tx, c *SandboxAcquire) *Response {
 		return fail(errorf(CodeInvalid, "image is required (no pool image configured)"))
 	}
 
-	if idle := t.pickIdle(image, c.Network); idle != nil {
+	if idle := t.pickIdle(image, c.Network, c.Resources); idle != nil {
 		s := idle.Copy()
 		if c.Resources != nil {
 			// The reconciler applies changed limits to the running container.

@@ -17,7 +17,7 @@ func applySessionCreate(t *tx, c *SessionCreate) *Response {
 	res := Resources{CPUCount: c.CPUCount, MemoryMB: c.MemoryMB, DiskMB: pool.Resources.DiskMB}
 
 	var s *Sandbox
-	if idle := t.pickIdle(c.Image, c.Network); idle != nil {
+	if idle := t.pickIdle(c.Image, c.Network, &res); idle != nil {
 		s = idle.Copy()
 		s.State = StateActive
 		s.AcquiredAt = c.Now

@@ -17,8 +17,33 @@ func del(id, owner string) *SessionDelete    { return &SessionDelete{ID: id, Own
 // withSession is a pool with idle sandbox "a" given to alice's session "s1".
 var withSession = join(idle(5, "a"), cmds(sessionCreate("s1", "alice", "unused")))
 
+// fixedPool is a pool whose driver cannot resize a running sandbox (Nomad).
+func fixedPool(maxSize int) *SetPool {
+	p := setPool(0, maxSize)
+	p.Pool.FixedLimits = true
+	return p
+}
+
 func TestSessionCreate(t *testing.T) {
+	fitting := &SessionCreate{ID: "s1", Owner: "alice", Image: "python", CPUCount: testResources.CPUCount,
+		MemoryMB: testResources.MemoryMB, SandboxID: "sb1"}
 	runCases(t, []applyCase{
+		{name: "fixed limits: an idle sandbox of other limits is not taken",
+			setup: []Command{fixedPool(5), create("a"), placed("a")}, cmd: sessionCreate("s1", "alice", "sb1"),
+			check: func(t *testing.T, h *harness, r *Response) {
+				wantState(t, h, "a", StateIdle)
+				if sb := wantState(t, h, "sb1", StatePending); sb.Resources.CPUCount != 2 || sb.Resources.MemoryMB != 1024 {
+					t.Errorf("created to measure? %+v", sb.Resources)
+				}
+			}},
+		{name: "fixed limits: an idle sandbox of the same limits is taken",
+			setup: []Command{fixedPool(5), create("a"), placed("a")}, cmd: fitting,
+			check: func(t *testing.T, h *harness, r *Response) {
+				wantState(t, h, "a", StateActive)
+				if !h.gone("sb1") {
+					t.Error("created a sandbox although a fitting one was idle")
+				}
+			}},
 		{name: "idle sandbox is taken and resized", setup: idle(5, "a", "b"), cmd: sessionCreate("s1", "alice", "sb1"),
 			check: func(t *testing.T, h *harness, r *Response) {
 				sb := wantState(t, h, "a", StateActive)

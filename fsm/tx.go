@@ -112,13 +112,21 @@ func (t *tx) deleteSandbox(s *Sandbox) {
 }
 
 // pickIdle returns the oldest idle sandbox of the image and network setting.
-func (t *tx) pickIdle(image string, network bool) *Sandbox {
-	raw, err := t.txn.First(tableSandboxes, "pick", StateIdle, image, network)
+// pickIdle returns an idle unowned sandbox of image and network setting.
+// When the pool's limits are fixed (the driver cannot change a running
+// sandbox's limits), only one whose resources are want qualifies; a nil
+// want takes any.
+func (t *tx) pickIdle(image string, network bool, want *Resources) *Sandbox {
+	it, err := t.txn.Get(tableSandboxes, "pick", StateIdle, image, network)
 	must(err)
-	if raw == nil {
-		return nil
+	fixed := t.pool().FixedLimits
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		s := raw.(*Sandbox)
+		if !fixed || want == nil || s.Resources == *want {
+			return s
+		}
 	}
-	return raw.(*Sandbox)
+	return nil
 }
 
 func (t *tx) session(id string) *Session {

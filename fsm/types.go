@@ -140,6 +140,10 @@ type PoolConfig struct {
 	MaxSize   int       `json:"max_size"`
 	Image     string    `json:"image"`
 	Resources Resources `json:"resources"`
+	// FixedLimits: the placement driver cannot change a running sandbox's
+	// limits (Nomad would replace the allocation), so an idle sandbox is
+	// handed out only to a request for exactly its resources.
+	FixedLimits bool `json:"fixed_limits,omitempty"`
 }
 
 // PoolStats counts sandboxes by state.

@@ -58,6 +58,14 @@ type Driver interface {
 	List(ctx context.Context) ([]Instance, error)
 }
 
+// LimitsFixer is implemented by a driver that cannot change a running
+// sandbox's limits (Nomad replaces the allocation to do so). The reconciler
+// then never tries, and the pool hands an idle sandbox only to a request
+// for exactly its resources; anything else is created to measure.
+type LimitsFixer interface {
+	LimitsFixed() bool
+}
+
 // Errors a driver returns where a caller must branch.
 var (
 	// ErrNotFound means the driver has no sandbox with that id.

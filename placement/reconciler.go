@@ -183,7 +183,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		r.log.Warn("barrier failed, giving up this term", "err", err)
 		return
 	}
-	if want := r.cfg.Pool; want != nil && r.state.Pool() != *want {
+	if want := r.wantPool(); want != nil && r.state.Pool() != *want {
 		if _, err := r.applyRetry(ctx, &fsm.SetPool{Pool: *want}); err != nil {
 			r.log.Error("set pool configuration", "err", err)
 		}
@@ -233,6 +233,21 @@ func (r *Reconciler) wait() {
 	for i := 0; i < cap(r.sem); i++ {
 		<-r.sem
 	}
+}
+
+// wantPool is the configured pool with what the driver can do.
+func (r *Reconciler) wantPool() *fsm.PoolConfig {
+	if r.cfg.Pool == nil {
+		return nil
+	}
+	p := *r.cfg.Pool
+	p.FixedLimits = r.limitsFixed()
+	return &p
+}
+
+func (r *Reconciler) limitsFixed() bool {
+	f, ok := r.driver.(LimitsFixer)
+	return ok && f.LimitsFixed()
 }
 
 // adopt compares what the driver runs with the state at the start of a term:
@@ -603,7 +618,7 @@ func (r *Reconciler) ensureResources(ctx context.Context, sb *fsm.Sandbox) {
 	r.mu.Lock()
 	have, known := r.applied[sb.ID]
 	r.mu.Unlock()
-	if !known || have == sb.Resources {
+	if !known || have == sb.Resources || r.limitsFixed() {
 		return
 	}
 	want := sb.Resources

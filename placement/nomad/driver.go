@@ -191,6 +191,9 @@ func (d *Driver) deregister(ctx context.Context, sandboxID string) error {
 	return nil
 }
 
+// LimitsFixed is true: see Update.
+func (d *Driver) LimitsFixed() bool { return true }
+
 // Update refuses: Nomad applies new resources by replacing the allocation,
 // which under this driver would lose the sandbox's processes and move it.
 // Limits are fixed for a sandbox's life; see placement/DESIGN.md.

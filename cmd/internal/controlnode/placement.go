@@ -36,6 +36,15 @@ func newDriver(cfg *config, log *slog.Logger) (placement.Driver, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nomad configuration: %w", err)
 		}
+		// The flags win over the environment here as everywhere: a
+		// cluster named by -cluster-name must own its Nomad jobs too.
+		ncfg.Cluster = cfg.ClusterName
+		if ncfg.Runtime == "" {
+			ncfg.Runtime = cfg.Runtime
+		}
+		if ncfg.Labels == nil {
+			ncfg.Labels = cfg.Labels
+		}
 		ncfg.Logger = log
 		return nomad.New(ncfg)
 	}
