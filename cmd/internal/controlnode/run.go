@@ -54,6 +54,10 @@ func Run(args []string, d Defaults) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	apiCfg.DefaultImage = cfg.Pool.Image
+	// A session or acquire that names no size gets the pool's, so it can
+	// take a warm sandbox even where limits cannot change (Nomad).
+	apiCfg.DefaultCPUCount = cfg.Pool.Resources.CPUCount
+	apiCfg.DefaultMemoryMB = cfg.Pool.Resources.MemoryMB
 	apiCfg.Logger = log
 	if err := apiCfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
