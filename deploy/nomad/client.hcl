@@ -1,0 +1,66 @@
+# Nomad client agent fragment for every node that runs Cloud Sandbox sandboxes
+# (Nomad 1.6). Copy it into the client's config dir beside the rest of its
+# configuration, e.g. /etc/nomad.d/cloud-sandbox.hcl; README.md says what
+# else to install. `make nomad-dev` loads it as is into a dev agent.
+
+client {
+  # CNI plugins: Debian's containernetworking-plugins installs them here
+  # (upstream tarballs use /opt/cni/bin). Nomad's own bridge mode uses them too.
+  cni_path = "/usr/lib/cni"
+  # Where cni/cloud-sandbox-noegress.conflist is installed. Nomad reads the
+  # networks in this directory when it starts (restart it after adding one);
+  # a job asking for cni/cloud-sandbox-noegress is placed only on clients
+  # that have it.
+  cni_config_dir = "/opt/cni/config"
+
+  # Client GC keeps Nomad's defaults: the driver purges a sandbox's job when
+  # it is destroyed, and a client destroys the allocation directory of a
+  # purged job at once, so terminal sandbox allocations do not pile up.
+}
+
+plugin "docker" {
+  config {
+    # The sandbox-agent binary is bind-mounted read-only from the host
+    # (/opt/cloud-sandbox/bin/sandbox-agent). Not needed if sandboxd runs with
+    # SANDBOX_AGENT_ARTIFACT.
+    volumes {
+      enabled = true
+    }
+
+    # Nomad's default: Docker's default set without net_raw. Sandboxes drop
+    # all of them (cap_drop = ["ALL"]); the list is for the other jobs on the
+    # node, such as sandboxd itself (jobs/sandboxd.nomad.hcl).
+    allow_caps = ["audit_write", "chown", "dac_override", "fowner", "fsetid", "kill", "mknod",
+                  "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot"]
+
+    # runsc only if sandboxd runs with SANDBOX_RUNTIME=runsc (and gVisor is
+    # installed as a Docker runtime); listing it costs nothing otherwise.
+    allow_runtimes = ["runc", "runsc"]
+
+    # Every group network (bridge and CNI modes) starts an infra container
+    # first. Nomad's default is a registry image (gcr.io/google_containers/pause);
+    # this one is built locally (pause-image.sh) and never pulled: Nomad uses
+    # an infra image that is already present without contacting a registry.
+    # The short timeout makes a client that lacks it fail fast and visibly.
+    infra_image              = "cloud-sandbox/pause:1"
+    infra_image_pull_timeout = "30s"
+
+    gc {
+      # Never delete images: nothing can be pulled back, and the sandbox and
+      # infra images would vanish with the last allocation that used them.
+      image = false
+      # Remove a sandbox's container with its task, and any container Nomad
+      # created but lost track of (e.g. across a client crash).
+      container = true
+      dangling_containers {
+        enabled        = true
+        period         = "5m"
+        creation_grace = "5m"
+      }
+    }
+
+    # Name the job and task on every container, so `docker ps` on a client
+    # shows whose sandbox is whose (the driver adds cloud-sandbox.* labels).
+    extra_labels = ["job_name", "task_group_name", "task_name", "namespace", "node_name"]
+  }
+}
