@@ -59,7 +59,7 @@ CLOUD_SANDBOX_DIR ?= /var/lib/cloud-sandbox
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 KUBECTL ?= kubectl
 
-.PHONY: sandboxd-image docker-image compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod
+.PHONY: sandboxd-image docker-image compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod nomad-dev nomad-dev-stop
 
 # Three local sandboxd processes; ports in deploy/run-all.sh. Ctrl-C stops all.
 run-all: build image
@@ -89,3 +89,16 @@ k8s-delete-dev:
 
 k8s-delete-prod:
 	$(KUBECTL) delete -k deploy/k8s/prod --ignore-not-found
+
+# A single-node Nomad dev agent set up as a sandbox client from deploy/nomad/
+# (its README): pause image, agent at /opt/cloud-sandbox/bin, firewall rules.
+# Needs root and nomad on PATH (or NOMAD_BIN); prints NOMAD_ADDR.
+NOMAD_DEV_DIR ?= $(DATA_DIR)/nomad-dev
+
+nomad-dev:
+	@bash deploy/nomad/dev.sh check
+	@$(MAKE) --no-print-directory agent image
+	@AGENT_BIN=$(CURDIR)/$(BIN)/sandbox-agent NOMAD_DEV_DIR=$(NOMAD_DEV_DIR) bash deploy/nomad/dev.sh start
+
+nomad-dev-stop:
+	@NOMAD_DEV_DIR=$(NOMAD_DEV_DIR) bash deploy/nomad/dev.sh stop
