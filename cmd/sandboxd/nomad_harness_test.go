@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A real Nomad dev agent, configured from deploy/nomad/ as an operator
+// configures a client: the docker plugin options and infra image of
+// client.hcl, the no-egress CNI network and its firewall rules. Only the
+// ports, the data dir and the CNI config dir are the test's own.
+
+// nomadBin finds the Nomad binary: NOMAD_BIN, else nomad on PATH.
+func nomadBin() string {
+	if b := os.Getenv("NOMAD_BIN"); b != "" {
+		return b
+	}
+	b, _ := exec.LookPath("nomad")
+	return b
+}
+
+// needNomad skips the test, saying so in one line, when no Nomad binary is
+// there; `make test-nomad` sets NOMAD_REQUIRED to make that a failure.
+func needNomad(t *testing.T) string {
+	t.Helper()
+	b := nomadBin()
+	if b == "" {
+		if os.Getenv("NOMAD_REQUIRED") != "" {
+			t.Fatal("NOMAD_REQUIRED is set but no nomad binary was found (NOMAD_BIN or PATH)")
+		}
+		t.Skip("Nomad suite skipped: no nomad binary (set NOMAD_BIN or put Nomad 1.6.5 on PATH)")
+	}
+	return b
+}
+
+type nomadAgent struct {
+	t       *testing.T
+	bin     string
+	addr    string // http://127.0.0.1:port
+	dataDir string
+	cmd     *exec.Cmd
+	logs    *bytes.Buffer
+	exited  chan struct{}
+}
+
+// startNomad starts a dev agent and waits until its node is ready with a
+// healthy docker driver.
+func startNomad(t *testing.T) *nomadAgent {
+	t.Helper()
+	bin := needNomad(t)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The infra image and the firewall rules, as deploy/nomad/README.md
+	// has an operator install them.
+	run(t, "bash", filepath.Join(repo, "deploy/nomad/pause-image.sh"), agentBin)
+	run(t, "bash", filepath.Join(repo, "deploy/nomad/firewall.sh"), "apply")
+
+	dir, err := os.MkdirTemp("", "nomad-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cni := filepath.Join(dir, "cni")
+	if err := os.MkdirAll(cni, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	confs, _ := filepath.Glob(filepath.Join(repo, "deploy/nomad/cni/*.conflist"))
+	for _, c := range confs {
+		if err := copyFile(c, filepath.Join(cni, filepath.Base(c))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	http, rpc, serf := portOf(freePort(t)), portOf(freePort(t)), portOf(freePort(t))
+	override := fmt.Sprintf(`data_dir = %q
+bind_addr = "127.0.0.1"
+ports {
+  http = %s
+  rpc  = %s
+  serf = %s
+}
+client {
+  cni_config_dir = %q
+}
+`, filepath.Join(dir, "data"), http, rpc, serf, cni)
+	if err := os.WriteFile(filepath.Join(dir, "test.hcl"), []byte(override), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &nomadAgent{t: t, bin: bin, addr: "http://127.0.0.1:" + http, dataDir: filepath.Join(dir, "data"), logs: &bytes.Buffer{}}
+	a.cmd = exec.Command(bin, "agent", "-dev",
+		"-config", filepath.Join(repo, "deploy/nomad/client.hcl"),
+		"-config", filepath.Join(dir, "test.hcl"))
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.exited = make(chan struct{})
+	go func() { a.cmd.Wait(); close(a.exited) }()
+	t.Cleanup(func() {
+		a.stop()
+		os.RemoveAll(dir)
+	})
+	a.waitReady()
+	return a
+}
+
+func portOf(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// nomad runs the nomad CLI against the agent.
+func (a *nomadAgent) nomad(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.bin, args...)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.addr)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// get decodes a Nomad HTTP API answer.
+func (a *nomadAgent) get(path string, out any) (int, error) {
+	resp, err := http.Get(a.addr + path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || out == nil {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (a *nomadAgent) waitReady() {
+	a.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-a.exited:
+			a.t.Fatalf("nomad agent exited:\n%s", tail(a.logs.String(), 40))
+		default:
+		}
+		var nodes []struct {
+			Status  string
+			Drivers map[string]struct{ Healthy bool }
+		}
+		if code, err := a.get("/v1/nodes", &nodes); err == nil && code == 200 &&
+			len(nodes) == 1 && nodes[0].Status == "ready" && nodes[0].Drivers["docker"].Healthy {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("nomad node not ready with a healthy docker driver after 60 s:\n%s", tail(a.logs.String(), 40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// jobs lists the ids of the jobs whose id starts with prefix.
+func (a *nomadAgent) jobs(prefix string) []string {
+	var js []struct {
+		ID, Status string
+	}
+	if _, err := a.get("/v1/jobs?prefix="+prefix, &js); err != nil {
+		a.t.Fatalf("list jobs: %v", err)
+	}
+	var ids []string
+	for _, j := range js {
+		if j.Status != "dead" {
+			ids = append(ids, j.ID)
+		}
+	}
+	return ids
+}
+
+// stop purges every job, waits (bounded) for their allocations to stop so
+// the client removes their containers and networks, then stops the agent.
+func (a *nomadAgent) stop() {
+	if a.cmd == nil {
+		return
+	}
+	var js []struct{ ID string }
+	a.get("/v1/jobs", &js)
+	for _, j := range js {
+		a.nomad("job", "stop", "-purge", "-detach", j.ID)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var allocs []struct{ ClientStatus string }
+		a.get("/v1/allocations", &allocs)
+		live := 0
+		for _, al := range allocs {
+			if al.ClientStatus == "running" || al.ClientStatus == "pending" {
+				live++
+			}
+		}
+		if live == 0 {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	a.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-a.exited:
+	case <-time.After(20 * time.Second):
+		a.cmd.Process.Kill()
+		<-a.exited
+	}
+	if a.t.Failed() {
+		a.t.Logf("nomad agent logs:\n%s", tail(a.logs.String(), 40))
+	}
+	a.cmd = nil
+}
