@@ -10,7 +10,7 @@ DATA_DIR ?= $(CURDIR)/.data
 
 export CGO_ENABLED = 0
 
-.PHONY: all build agent image run run-all test test-go test-python bench vet clean
+.PHONY: all build agent image run run-all test test-go test-nomad test-python bench vet clean
 
 all: build
 
@@ -33,8 +33,16 @@ vet:
 
 test: agent image vet test-go test-python
 
+# The Nomad suite (cmd/sandboxd, TestNomad*) runs here whenever a nomad
+# binary is on PATH or in NOMAD_BIN; without one it is skipped, and said so.
 test-go:
+	@command -v $${NOMAD_BIN:-nomad} >/dev/null || echo "test-go: Nomad suite skipped: no nomad binary (put Nomad 1.6.5 on PATH or set NOMAD_BIN; make test-nomad requires it)"
 	$(GO) test -count=1 -timeout 60m ./...
+
+# Only the Nomad suite, against a real Nomad dev agent it starts from
+# deploy/nomad/; fails when no nomad binary is found.
+test-nomad: agent image
+	NOMAD_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run 'Nomad' ./cmd/sandboxd ./placement/nomad/...
 
 # Unit tests against an in-process fake server, then the integration tests
 # against a live sandboxd that run_integration.sh starts and stops.
