@@ -263,6 +263,19 @@ for a in sys.argv[1:]:
 		note("unplaceable session answered in %s: %s", took.Round(time.Millisecond), body)
 	})
 
+	t.Run("a failure carries Nomad's own reason", func(t *testing.T) {
+		// A registry on loopback that is not there: the pull fails at once,
+		// and no traffic leaves the machine.
+		img := "127.0.0.1:1/cloud-sandbox/missing:1"
+		code, body := alice.send("POST", "/api/v1/sandbox/acquire", map[string]any{"image": img}, nil)
+		if code/100 == 2 || !strings.Contains(string(body), img) || !strings.Contains(string(body), "Failed to pull") {
+			t.Fatalf("acquire of a missing image: %d %s, want an error naming the image and Nomad's pull failure", code, body)
+		}
+		if !strings.Contains(n.logs.String(), "Failed to pull") {
+			t.Errorf("sandboxd's log does not carry Nomad's reason")
+		}
+	})
+
 	t.Run("kill -9 of sandboxd: its sandboxes are adopted", func(t *testing.T) {
 		var s sessionView
 		alice.do("POST", "/api/v1/sessions", map[string]any{}, 201, &s)
