@@ -1,7 +1,8 @@
 # Nomad client agent fragment for every node that runs Cloud Sandbox sandboxes
 # (Nomad 1.6). Copy it into the client's config dir beside the rest of its
 # configuration, e.g. /etc/nomad.d/cloud-sandbox.hcl; README.md says what
-# else to install. `make nomad-dev` loads it as is into a dev agent.
+# else to install. `make nomad-dev` loads it into a dev agent, overriding only
+# cni_config_dir (to cni/ beside it), the data dir and the bind address.
 
 client {
   # CNI plugins: Debian's containernetworking-plugins installs them here
@@ -13,9 +14,12 @@ client {
   # that have it.
   cni_config_dir = "/opt/cni/config"
 
-  # Client GC keeps Nomad's defaults: the driver purges a sandbox's job when
-  # it is destroyed, and a client destroys the allocation directory of a
-  # purged job at once, so terminal sandbox allocations do not pile up.
+  # Client GC keeps Nomad's defaults. A destroyed sandbox's allocation stays
+  # on the client as a directory with two small tmpfs mounts (secrets/,
+  # private/) until GC: once more than gc_max_allocs (50) allocations are
+  # tracked, every new one collects terminal ones, and disk/inode thresholds
+  # collect early. Nothing of the sandbox's data is there (/workspace is a
+  # Docker tmpfs, gone with the container), so the bound is all that matters.
 }
 
 plugin "docker" {
