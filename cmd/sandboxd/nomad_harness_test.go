@@ -229,3 +229,78 @@ func (a *nomadAgent) stop() {
 	}
 	a.cmd = nil
 }
+
+// startPeers starts a cluster of n sandboxd processes on loopback, static
+// peers, all with env, and waits until each serves with a leader.
+func startPeers(t *testing.T, count int, cluster string, env map[string]string) []*node {
+	t.Helper()
+	nodes := make([]*node, count)
+	var peers []string
+	for i := range nodes {
+		dir, err := os.MkdirTemp("", "cs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		nd := &node{t: t, id: fmt.Sprintf("n%d", i+1), dataDir: dir}
+		api, ops := freePort(t), freePort(t)
+		nd.api, nd.ops, nd.raft = "http://"+api, "http://"+ops, freePort(t)
+		peers = append(peers, nd.id+"="+nd.raft)
+		nd.args = []string{"-node-id", nd.id, "-data-dir", dir, "-listen", api, "-ops-listen", ops,
+			"-raft-addr", nd.raft, "-cluster-name", cluster, "-agent-bin", agentBin}
+		nodes[i] = nd
+	}
+	for _, nd := range nodes {
+		nd.args = append(nd.args, "-peers", strings.Join(peers, ","))
+		nd.env = append(os.Environ(), "SANDBOX_IMAGE=python:3.11-slim")
+		for k, v := range env {
+			nd.env = append(nd.env, k+"="+v)
+		}
+	}
+	t.Cleanup(func() { removeClusterContainers(cluster) })
+	// Start all before waiting: none has a leader until a quorum runs.
+	for _, nd := range nodes {
+		nd.logs = &bytes.Buffer{}
+		nd.cmd = exec.Command(sandboxdBin, nd.args...)
+		nd.cmd.Env = nd.env
+		nd.cmd.Stdout, nd.cmd.Stderr = nd.logs, nd.logs
+		if err := nd.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		nd.exited = make(chan struct{})
+		go func(nd *node) { nd.cmd.Wait(); close(nd.exited) }(nd)
+		t.Cleanup(nd.kill)
+	}
+	for _, nd := range nodes {
+		nd.waitHealthy()
+	}
+	return nodes
+}
+
+// leaderOf is the node the others name as leader.
+func leaderOf(t *testing.T, nodes []*node) *node {
+	t.Helper()
+	var leader *node
+	eventually(t, "one leader", 30*time.Second, func() bool {
+		for _, nd := range nodes {
+			if nd.cmd == nil {
+				continue
+			}
+			var h struct {
+				Role string `json:"role"`
+			}
+			resp, err := http.Get(nd.api + "/health")
+			if err != nil {
+				continue
+			}
+			json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if h.Role == "leader" {
+				leader = nd
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
