@@ -30,6 +30,8 @@ func main() {
 	subreaper := flag.Bool("subreaper", false, "adopt and reap orphans when not running as PID 1")
 	pythonZygote := flag.Bool("python-zygote", true, "fork python execs from a warm interpreter instead of starting python3 cold")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	landlock := flag.String("landlock", string(agent.LandlockAuto), "confine writes of the agent and its processes with Landlock: auto (if the kernel has it, else warn), on (refuse to start without it) or off")
+	writePaths := flag.String("write-paths", "", "comma-separated paths beneath which writes are allowed under -landlock (default: the -workdir, /tmp and /dev/shm)")
 	flag.Parse()
 
 	var level slog.Level
@@ -38,6 +40,11 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	mode, err := agent.ParseLandlockMode(*landlock)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sandbox-agent: -landlock: %v\n", err)
+		os.Exit(2)
+	}
 
 	secret := os.Getenv(secretEnv)
 	if *secretFile != "" {
@@ -49,9 +56,10 @@ func main() {
 		secret = strings.TrimSpace(string(b))
 	}
 
-	err := agent.Run(context.Background(), agent.RunConfig{
-		Listen:    *listen,
-		Subreaper: *subreaper,
+	err = agent.Run(context.Background(), agent.RunConfig{
+		Listen:      *listen,
+		Subreaper:   *subreaper,
+		Containment: agent.WriteContainment{Mode: mode, WritePaths: splitPaths(*writePaths)},
 		Server: agent.ServerConfig{
 			Workdir: *workdir,
 			Secret:  secret,
@@ -68,15 +76,27 @@ func main() {
 }
 
 // childEnv is the container's environment as execs should see it: without
-// the agent's secret, and without HOME, which the agent sets to the workdir.
+// the agent's secret, the agent's hand-off to its re-executed self, and HOME,
+// which the agent sets to the workdir.
 func childEnv() map[string]string {
 	env := make(map[string]string)
 	for _, kv := range os.Environ() {
 		k, v, _ := strings.Cut(kv, "=")
-		if k == secretEnv || k == "HOME" || k == "" {
+		if k == secretEnv || k == "HOME" || k == "" || agent.IsHandoffEnv(k) {
 			continue
 		}
 		env[k] = v
 	}
 	return env
+}
+
+// splitPaths reads a comma-separated list; empty entries are dropped.
+func splitPaths(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -59,6 +59,11 @@ type Health struct {
 	Version string `json:"version"`
 	PID     int    `json:"pid"`
 	UID     int    `json:"uid"`
+	// WriteContainment: the agent and every process it starts can write
+	// only beneath the sandbox's size-limited paths (Landlock, ABI
+	// LandlockABI); false means they can write wherever their uid may.
+	WriteContainment bool `json:"write_containment"`
+	LandlockABI      int  `json:"landlock_abi"`
 }
 
 // ErrorBody is every non-2xx answer of the agent.

@@ -27,6 +27,10 @@ type RunConfig struct {
 	// ShutdownGrace is how long children get after SIGTERM is forwarded
 	// before they are killed (default 5 s).
 	ShutdownGrace time.Duration
+	// Containment confines the writes of the agent and of every process it
+	// starts (Landlock); it is applied once the listener exists, before the
+	// first request. The zero value is off.
+	Containment WriteContainment
 }
 
 // Run serves the agent API until ctx ends or SIGTERM/SIGINT arrives. It is
@@ -53,11 +57,16 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	l, cleanup, err := listen(cfg.Listen, cfg.Server.Secret)
+	l, cleanup, inheritedABI, err := listenOrInherit(cfg.Listen, cfg.Server.Secret)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	// After listen (the socket's directory need not be writable) and before
+	// any child exists, so every exec and the python server inherit it.
+	if err := cfg.Containment.apply(log, cfg.Server.withDefaults().Workdir, unixSocketDir(cfg.Listen), l, inheritedABI); err != nil {
+		return err
+	}
 	srv := NewServer(cfg.Server)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()

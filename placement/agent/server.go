@@ -136,7 +136,9 @@ func (s *Server) track(pgid int, on bool) {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	s.writeJSON(w, http.StatusOK, Health{Status: "ok", Version: Version, PID: os.Getpid(), UID: os.Getuid()})
+	abi := ContainedABI()
+	s.writeJSON(w, http.StatusOK, Health{Status: "ok", Version: Version, PID: os.Getpid(), UID: os.Getuid(),
+		WriteContainment: abi > 0, LandlockABI: abi})
 }
 
 // auth requires the bearer secret when one is configured.
