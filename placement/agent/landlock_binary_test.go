@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ const outsideOriginal = "original\n"
 
 // newContainmentDirs makes the directories, owned by uid, and two files
 // outside that the agent's processes will try to change.
-func newContainmentDirs(t *testing.T, uid int) containmentDirs {
+func newContainmentDirs(t testing.TB, uid int) containmentDirs {
 	t.Helper()
 	base, err := os.MkdirTemp("", "sal") // short: the socket path has 108 bytes
 	if err != nil {
@@ -66,14 +67,14 @@ func newContainmentDirs(t *testing.T, uid int) containmentDirs {
 	return d
 }
 
-// startAgentBinary runs the built agent as uid on d with extra flags, waits
-// for its health and kills it when the test ends.
-func startAgentBinary(t *testing.T, bin string, uid int, d containmentDirs, flags ...string) (*Client, *Health) {
+// startAgentBinary runs the built agent as uid on d with extra flags, its
+// logs to stderr, waits for its health and kills it when the test ends.
+func startAgentBinary(t testing.TB, bin string, uid int, d containmentDirs, stderr io.Writer, flags ...string) (*Client, *Health) {
 	t.Helper()
 	args := append([]string{"-listen", "unix://" + d.sock, "-workdir", d.ws, "-subreaper"}, flags...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	cmd.Stderr = &testLogWriter{t: t}
+	cmd.Stderr = stderr
 	if uid != os.Getuid() {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 	}
@@ -142,7 +143,7 @@ func TestLandlockBinary(t *testing.T) {
 	} {
 		t.Run("landlock="+run.mode, func(t *testing.T) {
 			d := newContainmentDirs(t, uid)
-			c, h := startAgentBinary(t, bin, uid, d, "-landlock", run.mode, "-write-paths", d.ws+","+d.tmp)
+			c, h := startAgentBinary(t, bin, uid, d, &testLogWriter{t: t}, "-landlock", run.mode, "-write-paths", d.ws+","+d.tmp)
 			wantABI := 0
 			if run.contained {
 				wantABI = abi
