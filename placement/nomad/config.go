@@ -74,9 +74,14 @@ type Config struct {
 	// Priority of sandbox jobs (default 50).
 	Priority int
 
-	// ArchiveDir keeps the /workspace archives of paused sandboxes
-	// (required for Pause; default: none, Pause then fails).
+	// ArchiveDir keeps the /workspace archives of paused sandboxes on this
+	// control node's disk (SANDBOX_ARCHIVE_DIR): the single-node
+	// development store. S3, when its Endpoint is set, keeps them in
+	// object storage that every control node reaches instead. The two
+	// exclude each other; with neither the driver cannot pause, and
+	// ConfigFromEnv refuses that.
 	ArchiveDir string
+	S3         S3Config
 
 	// Logger receives the driver's logs (default slog.Default()).
 	Logger *slog.Logger
@@ -141,6 +146,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.S3.Endpoint != "" {
+		c.S3.setDefaults()
+	}
 }
 
 // Validate reports every problem with the configuration after defaults.
@@ -165,6 +173,14 @@ func (c Config) Validate() error {
 	if c.ArchiveDir != "" && !filepath.IsAbs(c.ArchiveDir) {
 		errs = append(errs, fmt.Errorf("archive dir %q is not absolute", c.ArchiveDir))
 	}
+	if c.ArchiveDir != "" && c.S3.Endpoint != "" {
+		errs = append(errs, errors.New("pause archives: SANDBOX_ARCHIVE_DIR (ArchiveDir) and MINIO_ENDPOINT (S3) are both set: choose one"))
+	}
+	if c.S3.Endpoint != "" {
+		if err := c.S3.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nomad driver config: %w", err)
 	}
@@ -179,6 +195,11 @@ func (c Config) Validate() error {
 //	SANDBOX_AGENT_PATH  SANDBOX_AGENT_ARTIFACT  SANDBOX_RUNTIME
 //	NOMAD_PLACE_TIMEOUT (Go duration)  NOMAD_CPU_MHZ_PER_CORE
 //	SANDBOX_ARCHIVE_DIR  SANDBOX_EGRESS_NETWORK  SANDBOX_NOEGRESS_NETWORK
+//	MINIO_ENDPOINT  MINIO_ACCESS_KEY  MINIO_SECRET_KEY  MINIO_BUCKET
+//	MINIO_REGION  MINIO_USE_SSL  MINIO_PREFIX
+//
+// Unlike Validate it requires a pause archive store, SANDBOX_ARCHIVE_DIR or
+// MINIO_ENDPOINT: a control node that cannot pause must not start.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		Address:         getenv("NOMAD_ADDR"),
@@ -194,6 +215,21 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		ArchiveDir:      getenv("SANDBOX_ARCHIVE_DIR"),
 		EgressNetwork:   getenv("SANDBOX_EGRESS_NETWORK"),
 		NoEgressNetwork: getenv("SANDBOX_NOEGRESS_NETWORK"),
+		S3: S3Config{
+			Endpoint:  getenv("MINIO_ENDPOINT"),
+			AccessKey: getenv("MINIO_ACCESS_KEY"),
+			SecretKey: getenv("MINIO_SECRET_KEY"),
+			Bucket:    getenv("MINIO_BUCKET"),
+			Region:    getenv("MINIO_REGION"),
+			Prefix:    getenv("MINIO_PREFIX"),
+		},
+	}
+	if v := getenv("MINIO_USE_SSL"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("MINIO_USE_SSL: %w", err)
+		}
+		c.S3.UseSSL = b
 	}
 	if c.Cluster == "" {
 		c.Cluster = "cloud-sandbox"
@@ -217,5 +253,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.MHzPerCPU = n
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.ArchiveDir == "" && c.S3.Endpoint == "" {
+		return c, fmt.Errorf("nomad driver config: %w", errNoArchiveEnv)
+	}
+	return c, nil
 }
+
+// errNoArchiveEnv is ConfigFromEnv's refusal of a driver that could not
+// pause, in the operator's terms.
+var errNoArchiveEnv = fmt.Errorf("%w: set MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY "+
+	"(S3-compatible storage, for any number of control nodes; bucket MINIO_BUCKET, default %s), "+
+	"or SANDBOX_ARCHIVE_DIR=<absolute dir> (local disk, a single control node)",
+	ErrNoArchiveStore, DefaultS3Bucket)

@@ -32,6 +32,9 @@ type Driver struct {
 	// running the agent on the host point it elsewhere.
 	workspace string
 
+	// archive keeps paused sandboxes' workspaces (nil: cannot pause).
+	archive ArchiveStore
+
 	// mu serialises operations on one sandbox: Pause racing Destroy would
 	// leave an archive of a destroyed sandbox.
 	mu    sync.Mutex
@@ -42,7 +45,9 @@ type Driver struct {
 
 var _ placement.Driver = (*Driver)(nil)
 
-// New validates cfg and builds a driver; it does not contact Nomad.
+// New validates cfg and builds a driver; it does not contact Nomad. With
+// S3 configured it checks the bucket (see NewS3Store), so that a wrong
+// endpoint or credentials stop the start-up instead of every later pause.
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -59,11 +64,16 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nomad driver: client: %w", err)
 	}
+	archive, err := newArchiveStore(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("nomad driver: %w", err)
+	}
 	return &Driver{
 		cfg:       cfg,
 		api:       client,
 		log:       cfg.Logger.With("component", "placement.nomad"),
 		workspace: placement.WorkspacePath,
+		archive:   archive,
 		locks:     map[string]*sync.Mutex{},
 	}, nil
 }
@@ -176,7 +186,7 @@ func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
 	if err := d.deregister(ctx, sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
 	}
-	if err := d.removeArchive(sandboxID); err != nil {
+	if err := d.removeArchive(ctx, sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
 	}
 	return nil

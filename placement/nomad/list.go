@@ -25,7 +25,7 @@ func (d *Driver) List(ctx context.Context) ([]placement.Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sandbox jobs: %w", err)
 	}
-	paused, err := d.archived()
+	paused, err := d.archived(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list sandbox jobs: %w", err)
 	}

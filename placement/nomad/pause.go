@@ -5,11 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -20,55 +15,54 @@ import (
 )
 
 // Nomad cannot freeze a task, so pausing a sandbox here means: its
-// /workspace is archived through the agent to ArchiveDir on this control
-// node, and its job is stopped. Resume registers the job again wherever
-// Nomad finds room (possibly another node, with a new host port), restores
-// the archive and reports the new placement, which the reconciler records.
-// Files survive; processes and memory do not. See placement/DESIGN.md.
+// /workspace is archived through the agent into the ArchiveStore (S3 for a
+// control plane of several nodes, a local directory for one), and its job
+// is stopped. Resume, on whichever control node leads by then, registers
+// the job again wherever Nomad finds room (possibly another node, with a
+// new host port), restores the archive and reports the new placement,
+// which the reconciler records. Files survive; processes and memory do
+// not. See placement/DESIGN.md.
 
 // pauseRecord is what Resume needs besides the tar: the job as registered
-// (with its secret) and where it ran.
+// (with its secret) and where it ran. DiskMB is the /workspace size the
+// archive was bounded by.
 type pauseRecord struct {
 	Job       *api.Job      `json:"job"`
 	Placement fsm.Placement `json:"placement"`
 	Image     string        `json:"image"`
-}
-
-func (d *Driver) archivePaths(id string) (tarPath, recPath string) {
-	return filepath.Join(d.cfg.ArchiveDir, id+".tar"), filepath.Join(d.cfg.ArchiveDir, id+".json")
+	DiskMB    int64         `json:"disk_mb"`
 }
 
 // Pause archives /workspace and stops the job. Pausing a paused sandbox
-// succeeds.
+// succeeds. A workspace tar larger than the sandbox's disk allows fails
+// with *ArchiveTooLargeError and leaves the sandbox running, as does any
+// other failure: the job is stopped only once the record is stored.
 func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("pause sandbox: %w", err)
 	}
-	if d.cfg.ArchiveDir == "" {
-		return fmt.Errorf("pause sandbox %s: %w", sandboxID, ErrNoArchiveDir)
+	if d.archive == nil {
+		return fmt.Errorf("pause sandbox %s: %w", sandboxID, ErrNoArchiveStore)
 	}
 	defer d.lock(sandboxID)()
-	tarPath, recPath := d.archivePaths(sandboxID)
-	if _, err := os.Stat(recPath); err == nil {
+	_, err := d.archive.Record(ctx, sandboxID)
+	if err == nil {
 		return nil
+	}
+	if !errors.Is(err, ErrNoArchive) {
+		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
 	}
 	job, p, err := d.locate(ctx, sandboxID)
 	if err != nil {
 		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
 	}
-	if err := os.MkdirAll(d.cfg.ArchiveDir, 0o700); err != nil {
-		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
-	}
-	if err := d.saveWorkspace(ctx, p, tarPath); err != nil {
-		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
-	}
+	diskMB := d.workspaceDiskMB(job)
 	image, _ := job.TaskGroups[0].Tasks[0].Config["image"].(string)
-	rec, err := json.Marshal(pauseRecord{Job: job, Placement: p, Image: image})
+	rec, err := json.Marshal(pauseRecord{Job: job, Placement: p, Image: image, DiskMB: diskMB})
 	if err != nil {
 		return fmt.Errorf("pause sandbox %s: encode record: %w", sandboxID, err)
 	}
-	// The record is written last and atomically: its presence means paused.
-	if err := writeFileSync(recPath, rec); err != nil {
+	if err := d.saveWorkspace(ctx, sandboxID, p, diskMB, rec); err != nil {
 		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
 	}
 	// Stopped, not purged: the job stays listed (until Nomad's job GC)
@@ -76,14 +70,77 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	if _, _, err := d.api.Jobs().Deregister(d.JobID(sandboxID), false, d.writeOpts(ctx)); err != nil && !isNotFound(err) {
 		return fmt.Errorf("pause sandbox %s: stop job: %w", sandboxID, err)
 	}
-	d.log.Info("sandbox paused", "sandbox.id", sandboxID, "archive", tarPath)
+	d.log.Info("sandbox paused", "sandbox.id", sandboxID, "disk_mb", diskMB)
 	return nil
+}
+
+// saveWorkspace streams the agent's tar of /workspace into the store,
+// bounded by the sandbox's disk, then stores the record.
+func (d *Driver) saveWorkspace(ctx context.Context, sandboxID string, p fsm.Placement, diskMB int64, rec []byte) error {
+	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	defer c.Close()
+	body, err := c.Download(ctx, d.workspace)
+	if err != nil {
+		return fmt.Errorf("archive workspace: %w", err)
+	}
+	defer body.Close()
+	br := newBoundedReader(body, sandboxID, diskMB)
+	err = d.archive.Put(ctx, sandboxID, br, rec)
+	if br.err != nil {
+		// The store may wrap or replace the reader's error: say what it was.
+		return br.err
+	}
+	if err != nil {
+		return fmt.Errorf("archive workspace: %w", err)
+	}
+	return nil
+}
+
+// workspaceDiskMB reads the size of the /workspace tmpfs from the job's
+// task config, which the driver wrote from the sandbox's DiskMB. A job
+// without it (none the driver registers) is taken at DefaultDiskMB.
+func (d *Driver) workspaceDiskMB(job *api.Job) int64 {
+	for _, tg := range job.TaskGroups {
+		for _, t := range tg.Tasks {
+			mounts, _ := t.Config["mount"].([]any)
+			for _, m := range mounts {
+				mm, _ := m.(map[string]any)
+				if target, _ := mm["target"].(string); target != placement.WorkspacePath {
+					continue
+				}
+				opts, _ := mm["tmpfs_options"].(map[string]any)
+				if size, ok := number(opts["size"]); ok && size > 0 {
+					return (size + 1<<20 - 1) >> 20
+				}
+			}
+		}
+	}
+	d.log.Warn("job has no /workspace tmpfs size: archive bounded by the default disk", "job.id", *job.ID, "disk_mb", d.cfg.DefaultDiskMB)
+	return d.cfg.DefaultDiskMB
+}
+
+// number reads an integer from a task config value: JSON decodes numbers
+// as float64, a job built in memory has int64.
+func number(v any) (int64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return int64(n), true
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	}
+	return 0, false
 }
 
 // Resume registers the paused job again, unpinned, waits for its new
 // allocation and agent as Create does, restores /workspace, drops the
 // archive, and returns the new placement with moved = true. The agent
-// secret is the one the job was registered with. Resuming a running sandbox
+// secret is the one the job was registered with. Any control node sharing
+// the store can resume what another paused. Resuming a running sandbox
 // succeeds and also reports its placement as moved: an earlier Resume may
 // have placed it without the caller recording where.
 func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, bool, error) {
@@ -91,11 +148,14 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox: %w", err)
 	}
 	defer d.lock(sandboxID)()
-	tarPath, recPath := d.archivePaths(sandboxID)
-	raw, err := os.ReadFile(recPath)
-	if errors.Is(err, fs.ErrNotExist) || d.cfg.ArchiveDir == "" {
+	var raw []byte
+	err := ErrNoArchiveStore
+	if d.archive != nil {
+		raw, err = d.archive.Record(ctx, sandboxID)
+	}
+	if errors.Is(err, ErrNoArchive) || errors.Is(err, ErrNoArchiveStore) {
 		if _, p, lerr := d.locate(ctx, sandboxID); lerr == nil {
-			return p, true, nil // not paused by this node: running already
+			return p, true, nil // not paused: running already
 		}
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, placement.ErrNotFound)
 	}
@@ -104,7 +164,7 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 	}
 	var rec pauseRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: decode %s: %w", sandboxID, recPath, err)
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: decode pause record: %w", sandboxID, err)
 	}
 	job := fresh(rec.Job)
 	p, err := d.place(ctx, sandboxID, rec.Image, job, jobSecret(job))
@@ -112,7 +172,7 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 		// place purged the job; the archive stays for the next attempt.
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
 	}
-	if err := d.restoreWorkspace(ctx, p, tarPath); err != nil {
+	if err := d.restoreWorkspace(ctx, sandboxID, p); err != nil {
 		// An allocation without the files must not pass for the sandbox:
 		// purge it so that the next attempt places and restores afresh.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -122,7 +182,7 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 		}
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
 	}
-	if err := d.removeArchive(sandboxID); err != nil {
+	if err := d.removeArchive(ctx, sandboxID); err != nil {
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
 	}
 	d.log.Info("sandbox resumed", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "node.id", p.Node,
@@ -130,8 +190,8 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 	return p, true, nil
 }
 
-func (d *Driver) restoreWorkspace(ctx context.Context, p fsm.Placement, tarPath string) error {
-	f, err := os.Open(tarPath)
+func (d *Driver) restoreWorkspace(ctx context.Context, sandboxID string, p fsm.Placement) error {
+	f, err := d.archive.OpenTar(ctx, sandboxID)
 	if err != nil {
 		return fmt.Errorf("restore workspace: %w", err)
 	}
@@ -174,67 +234,27 @@ func (d *Driver) locate(ctx context.Context, sandboxID string) (*api.Job, fsm.Pl
 	return job, p, nil
 }
 
-func (d *Driver) saveWorkspace(ctx context.Context, p fsm.Placement, tarPath string) error {
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
-	defer c.Close()
-	body, err := c.Download(ctx, d.workspace)
-	if err != nil {
-		return fmt.Errorf("archive workspace: %w", err)
-	}
-	defer body.Close()
-	tmp := tarPath + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("archive workspace: %w", err)
-	}
-	if _, err := io.Copy(f, body); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("archive workspace: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("archive workspace: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("archive workspace: %w", err)
-	}
-	return os.Rename(tmp, tarPath)
-}
-
-// archived lists the sandboxes paused into ArchiveDir.
-func (d *Driver) archived() (map[string]bool, error) {
+// archived lists the sandboxes paused into the store.
+func (d *Driver) archived(ctx context.Context) (map[string]bool, error) {
 	out := map[string]bool{}
-	if d.cfg.ArchiveDir == "" {
+	if d.archive == nil {
 		return out, nil
 	}
-	ents, err := os.ReadDir(d.cfg.ArchiveDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
+	ids, err := d.archive.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read archive dir: %w", err)
+		return nil, err
 	}
-	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && placement.CheckID(id) == nil {
-			out[id] = true
-		}
+	for _, id := range ids {
+		out[id] = true
 	}
 	return out, nil
 }
 
-func (d *Driver) removeArchive(id string) error {
-	if d.cfg.ArchiveDir == "" {
+func (d *Driver) removeArchive(ctx context.Context, id string) error {
+	if d.archive == nil {
 		return nil
 	}
-	tarPath, recPath := d.archivePaths(id)
-	for _, p := range []string{recPath, tarPath, tarPath + ".tmp"} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove archive: %w", err)
-		}
-	}
-	return nil
+	return d.archive.Delete(ctx, id)
 }
 
 // fresh is the paused job as a new registration: the fields the server set
@@ -259,27 +279,4 @@ func jobSecret(job *api.Job) string {
 		}
 	}
 	return ""
-}
-
-func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
