@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloud-sandbox/cloud-sandbox/api"
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/nomad"
 )
 
 // config is everything one control node needs, from flags and the guide's
@@ -38,6 +40,11 @@ type config struct {
 	LogFormat     string
 	LogLevel      string
 	ShutdownIn    time.Duration
+
+	// archiveWarning is set when pause archives stay on this node's disk
+	// although other control nodes may have to resume them (development
+	// only: production refuses it).
+	archiveWarning string
 }
 
 // Defaults are the flag defaults a binary starts from; the environment and
@@ -162,7 +169,42 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	} else {
 		c.Pool.Resources.DiskMB = int64(v)
 	}
-	return c, c.validate()
+	if err := errors.Join(c.validate(), c.checkArchive(getenv)); err != nil {
+		return c, err
+	}
+	if c.archiveWarning != "" {
+		newLogger(c).Warn(c.archiveWarning)
+	}
+	return c, nil
+}
+
+// checkArchive refuses, before the node opens Raft, a Nomad driver that
+// could not pause: nomad.ConfigFromEnv wants SANDBOX_ARCHIVE_DIR or
+// MINIO_ENDPOINT (and checks the rest of the Nomad variables). Archives on
+// local disk with more than one control node (PEERS, JOIN or Consul
+// discovery) are refused in production mode, since a sandbox paused on one
+// node could not be resumed by another, and only warned about in
+// development.
+func (c *config) checkArchive(getenv func(string) string) error {
+	if c.Driver != "nomad" {
+		return nil
+	}
+	ncfg, err := nomad.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	multi := len(c.Peers) > 1 || len(c.Join) > 0 || getenv("CONSUL_HTTP_ADDR") != ""
+	if ncfg.ArchiveDir == "" || !multi {
+		return nil
+	}
+	msg := fmt.Sprintf("SANDBOX_ARCHIVE_DIR %s is this node's disk but the control plane has several nodes "+
+		"(PEERS, JOIN or CONSUL_HTTP_ADDR): a sandbox paused here cannot be resumed by another node; "+
+		"set MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY (S3-compatible storage) instead", ncfg.ArchiveDir)
+	if getenv("SANDBOX_MODE") == api.ModeProduction {
+		return errors.New(msg + " (refused with SANDBOX_MODE=production)")
+	}
+	c.archiveWarning = msg
+	return nil
 }
 
 func (c *config) validate() error {
