@@ -205,7 +205,9 @@ func (s *S3Store) Put(ctx context.Context, sandboxID string, tarStream io.Reader
 	n, err := io.CopyN(&head, tarStream, s3PartSize)
 	switch {
 	case errors.Is(err, io.EOF):
-		_, err = s.c.PutObject(ctx, s.bucket, tarKey, &head, n, minio.PutObjectOptions{ContentType: "application/x-tar"})
+		// A seekable reader lets the client retry the PUT.
+		_, err = s.c.PutObject(ctx, s.bucket, tarKey, bytes.NewReader(head.Bytes()), n,
+			minio.PutObjectOptions{ContentType: "application/x-tar"})
 	case err == nil:
 		_, err = s.c.PutObject(ctx, s.bucket, tarKey, io.MultiReader(&head, tarStream), -1,
 			minio.PutObjectOptions{ContentType: "application/x-tar", PartSize: s3PartSize})

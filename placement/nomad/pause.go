@@ -47,7 +47,8 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	defer d.lock(sandboxID)()
 	_, err := d.archive.Record(ctx, sandboxID)
 	if err == nil {
-		return nil
+		// Archived by an earlier Pause, whose stop may have failed.
+		return d.stopJob(ctx, sandboxID)
 	}
 	if !errors.Is(err, ErrNoArchive) {
 		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
@@ -65,12 +66,19 @@ func (d *Driver) Pause(ctx context.Context, sandboxID string) error {
 	if err := d.saveWorkspace(ctx, sandboxID, p, diskMB, rec); err != nil {
 		return fmt.Errorf("pause sandbox %s: %w", sandboxID, err)
 	}
-	// Stopped, not purged: the job stays listed (until Nomad's job GC)
-	// and its spec readable for operators.
+	if err := d.stopJob(ctx, sandboxID); err != nil {
+		return err
+	}
+	d.log.Info("sandbox paused", "sandbox.id", sandboxID, "disk_mb", diskMB)
+	return nil
+}
+
+// stopJob stops, not purges, a paused sandbox's job: it stays listed
+// (until Nomad's job GC) and its spec readable for operators.
+func (d *Driver) stopJob(ctx context.Context, sandboxID string) error {
 	if _, _, err := d.api.Jobs().Deregister(d.JobID(sandboxID), false, d.writeOpts(ctx)); err != nil && !isNotFound(err) {
 		return fmt.Errorf("pause sandbox %s: stop job: %w", sandboxID, err)
 	}
-	d.log.Info("sandbox paused", "sandbox.id", sandboxID, "disk_mb", diskMB)
 	return nil
 }
 
