@@ -112,7 +112,7 @@ job "sandbox" {
         image           = var.image
         force_pull      = false
         entrypoint      = ["/.sandbox/agent"]
-        args            = ["-listen", "tcp://0.0.0.0:${var.agent_port}", "-secret-file", "/secrets/agent-secret", "-workdir", "/workspace"]
+        args            = ["-listen", "tcp://0.0.0.0:${var.agent_port}", "-secret-file", "/secrets/agent-secret", "-workdir", "/workspace", "-landlock", "on"]
         work_dir        = "/workspace"
         ports           = ["agent"]
         cap_drop        = ["ALL"]

@@ -207,6 +207,10 @@ func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]a
 			"-listen", "tcp://0.0.0.0:" + strconv.Itoa(d.cfg.AgentPort),
 			"-secret-file", "/" + secretFile,
 			"-workdir", placement.WorkspacePath,
+			// /alloc and /local are host directories Nomad always mounts:
+			// a client without Landlock must fail the sandbox, not run it
+			// able to fill the client's disk.
+			"-landlock", "on",
 		},
 		"work_dir":        placement.WorkspacePath,
 		"ports":           []string{portLabel},
