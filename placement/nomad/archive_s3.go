@@ -159,10 +159,16 @@ func ensureBucket(ctx context.Context, c *minio.Client, cfg S3Config) error {
 		return nil
 	}
 	err = c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region})
-	if err != nil && s3Code(err) != "BucketAlreadyOwnedByYou" { // another control node was first
-		return fmt.Errorf("bucket %q (MINIO_BUCKET) does not exist and could not be created: %w", cfg.Bucket, explainS3(ctx, err, cfg))
+	if err == nil {
+		return nil
 	}
-	return nil
+	// Control nodes start together: another one may have created it
+	// meanwhile, and servers answer that differently (BucketAlreadyOwnedByYou,
+	// BucketAlreadyExists). What counts is that we can reach it now.
+	if ok, herr := c.BucketExists(ctx, cfg.Bucket); herr == nil && ok {
+		return nil
+	}
+	return fmt.Errorf("bucket %q (MINIO_BUCKET) does not exist and could not be created: %w", cfg.Bucket, explainS3(ctx, err, cfg))
 }
 
 // explainS3 says which variable a start-up failure points at.

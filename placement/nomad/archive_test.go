@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -39,10 +40,18 @@ type s3Server struct {
 	raw      *minio.Client
 }
 
-func newS3Server(t *testing.T) *s3Server {
+func newS3Server(t *testing.T) *s3Server { return newS3ServerWrapped(t, nil) }
+
+// newS3ServerWrapped lets a test act on the backend around requests (as
+// another client would), e.g. to lose a race.
+func newS3ServerWrapped(t *testing.T, wrap func(b *s3mem.Backend, h http.Handler) http.Handler) *s3Server {
 	t.Helper()
-	faker := gofakes3.New(s3mem.New(), gofakes3.WithV4Auth(map[string]string{testAccessKey: testSecretKey}))
-	srv := httptest.NewServer(faker.Server())
+	backend := s3mem.New()
+	var h http.Handler = gofakes3.New(backend, gofakes3.WithV4Auth(map[string]string{testAccessKey: testSecretKey})).Server()
+	if wrap != nil {
+		h = wrap(backend, h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	endpoint := strings.TrimPrefix(srv.URL, "http://")
 	raw, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(testAccessKey, testSecretKey, "")})
@@ -365,6 +374,24 @@ func TestNewS3StoreChecksAtStartup(t *testing.T) {
 				t.Errorf("error %q: want the refusal itself, not a timeout", err)
 			}
 		})
+	}
+}
+
+// Control nodes start together: when another one creates the bucket
+// between our look and our create, the start-up check still passes.
+func TestNewS3StoreLosesTheBucketRace(t *testing.T) {
+	srv := newS3ServerWrapped(t, func(b *s3mem.Backend, h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut && strings.Trim(r.URL.Path, "/") == testBucket && r.URL.RawQuery == "" {
+				if err := b.CreateBucket(r.Context(), testBucket); err != nil { // the other node
+					t.Errorf("create bucket behind the store: %v", err)
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	if _, err := NewS3Store(ctxT(t), srv.config(), "test"); err != nil {
+		t.Fatalf("start-up after another node created the bucket: %v", err)
 	}
 }
 
