@@ -25,8 +25,11 @@ agent:
 image:
 	@bash deploy/sandbox-image/build.sh "$(LOCAL_IMAGE)" "$(SANDBOX_IMAGE)"
 
+# With PLACEMENT_DRIVER=nomad (after make nomad-dev) pause archives default to
+# a local directory unless MINIO_ENDPOINT names S3-compatible storage.
 run: build image
-	SANDBOX_AGENT_BIN=$(CURDIR)/$(BIN)/sandbox-agent $(BIN)/sandboxd -data-dir $(DATA_DIR)/n1
+	@if [ "$${PLACEMENT_DRIVER:-}" = nomad ] && [ -z "$${MINIO_ENDPOINT:-}" ]; then export SANDBOX_ARCHIVE_DIR=$${SANDBOX_ARCHIVE_DIR:-$(DATA_DIR)/n1/archives}; fi; \
+	SANDBOX_AGENT_BIN=$(CURDIR)/$(BIN)/sandbox-agent exec $(BIN)/sandboxd -data-dir $(DATA_DIR)/n1
 
 vet:
 	$(GO) vet ./...
@@ -42,7 +45,8 @@ test-go:
 # Only the Nomad suite, against a real Nomad dev agent it starts from
 # deploy/nomad/; fails when no nomad binary is found.
 test-nomad: agent image
-	NOMAD_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run 'Nomad' ./cmd/sandboxd ./placement/nomad/...
+	$(GO) test -count=1 -timeout 10m ./placement/nomad/...
+	NOMAD_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run 'Nomad' ./cmd/sandboxd
 
 # Unit tests against an in-process fake server, then the integration tests
 # against a live sandboxd that run_integration.sh starts and stops.

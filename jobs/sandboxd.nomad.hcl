@@ -3,8 +3,10 @@
 # (BOOTSTRAP_EXPECT=3), placing sandboxes as Nomad jobs (PLACEMENT_DRIVER=nomad).
 # See placement/DESIGN.md, "Running on Nomad".
 #
-#   nomad var put nomad/jobs/sandboxd jwt_secret=$(openssl rand -hex 32) nomad_token=<token>
-#   nomad job run -var image=registry.example/cloud-sandbox/sandboxd:1.0 jobs/sandboxd.nomad.hcl
+#   nomad var put nomad/jobs/sandboxd jwt_secret=$(openssl rand -hex 32) nomad_token=<token> \
+#     api_keys=<key:user[:role],...> minio_access_key=<key> minio_secret_key=<secret>
+#   nomad job run -var image=registry.example/cloud-sandbox/sandboxd:1.0 \
+#     -var minio_endpoint=s3.internal:9000 jobs/sandboxd.nomad.hcl
 
 variable "image" {
   type    = string
@@ -13,6 +15,11 @@ variable "image" {
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
+}
+# host:port of the S3-compatible store that keeps paused sandboxes' workspaces.
+variable "minio_endpoint" {
+  type    = string
+  default = "minio.service.consul:9000"
 }
 variable "sandbox_image" {
   type    = string
@@ -106,9 +113,13 @@ job "sandboxd" {
         NOMAD_ADDR         = "http://${attr.unique.network.ip-address}:4646"
         NOMAD_DATACENTERS  = "*"
         SANDBOX_IMAGE      = var.sandbox_image
-        SANDBOX_ARCHIVE_DIR = "/var/lib/cloud-sandbox/archives"
         SANDBOX_AGENT_PATH = "/opt/cloud-sandbox/bin/sandbox-agent"
-        PRODUCTION         = "true"
+        SANDBOX_MODE       = "production"
+        # Pause archives in S3-compatible storage, so any of the three can
+        # resume what another paused (a node's own disk would not do).
+        MINIO_ENDPOINT     = var.minio_endpoint
+        MINIO_BUCKET       = "cloud-sandbox-archives"
+        MINIO_USE_SSL      = "true"
       }
 
       # Secrets come from a Nomad Variable at nomad/jobs/sandboxd, readable
@@ -121,6 +132,9 @@ job "sandboxd" {
           {{ with nomadVar "nomad/jobs/sandboxd" -}}
           JWT_SECRET={{ .jwt_secret }}
           NOMAD_TOKEN={{ .nomad_token }}
+          API_KEYS={{ .api_keys }}
+          MINIO_ACCESS_KEY={{ .minio_access_key }}
+          MINIO_SECRET_KEY={{ .minio_secret_key }}
           {{- end }}
         EOT
       }

@@ -15,8 +15,6 @@ var (
 	// ErrPlaceTimeout means the allocation did not run within PlaceTimeout
 	// (a slow or stuck scheduler, a slow image pull).
 	ErrPlaceTimeout = errors.New("allocation not running within the place timeout")
-	// ErrNoArchiveDir means Pause was called without Config.ArchiveDir.
-	ErrNoArchiveDir = errors.New("pause needs an archive dir")
 )
 
 // UnplaceableError is a job Nomad's scheduler could not place: its eval
