@@ -166,21 +166,7 @@ func TestBinary(t *testing.T) {
 	}
 
 	t.Run("SIGTERM stops the agent and its execs", func(t *testing.T) {
-		started := make(chan int, 1)
-		go func() {
-			_, _ = c.ExecStream(context.Background(), ExecRequest{Shell: "echo $$; exec sleep 300", Timeout: 10 * time.Minute}, func(ev Event) error {
-				if pid, err := strconv.Atoi(strings.TrimSpace(ev.Data)); err == nil {
-					started <- pid
-				}
-				return nil
-			})
-		}()
-		var pid int
-		select {
-		case pid = <-started:
-		case <-time.After(15 * time.Second):
-			t.Fatal("exec did not start")
-		}
+		pid := startSleeper(t, context.Background(), c, 300*time.Second)
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -226,4 +212,27 @@ type testLogWriter struct{ t *testing.T }
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// startSleeper starts a background exec that sleeps for d and returns its
+// pid once the agent has started it.
+func startSleeper(t *testing.T, ctx context.Context, c *Client, d time.Duration) int {
+	t.Helper()
+	started := make(chan int, 1)
+	go func() {
+		shell := "echo $$; exec sleep " + strconv.Itoa(int(d.Seconds()))
+		_, _ = c.ExecStream(ctx, ExecRequest{Shell: shell, Timeout: 2 * d}, func(ev Event) error {
+			if pid, err := strconv.Atoi(strings.TrimSpace(ev.Data)); err == nil {
+				started <- pid
+			}
+			return nil
+		})
+	}()
+	select {
+	case pid := <-started:
+		return pid
+	case <-time.After(15 * time.Second):
+		t.Fatal("background exec did not start")
+	}
+	return 0
 }

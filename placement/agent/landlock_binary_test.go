@@ -284,21 +284,7 @@ func checkFileAPIWrites(t *testing.T, c *Client, d containmentDirs, contained bo
 func checkOneDomain(t *testing.T, c *Client, d containmentDirs) {
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
-	started := make(chan int, 1)
-	go func() {
-		_, _ = c.ExecStream(ctx, ExecRequest{Shell: "echo $$; exec sleep 60", Timeout: 2 * time.Minute}, func(ev Event) error {
-			if pid, err := strconv.Atoi(strings.TrimSpace(ev.Data)); err == nil {
-				started <- pid
-			}
-			return nil
-		})
-	}()
-	var pid int
-	select {
-	case pid = <-started:
-	case <-time.After(15 * time.Second):
-		t.Fatal("background exec did not start")
-	}
+	pid := startSleeper(t, ctx, c, 60*time.Second)
 	for i := range 16 {
 		res, err := c.Exec(ctxT(t), ExecRequest{Shell: "readlink /proc/" + strconv.Itoa(pid) + "/cwd"})
 		if err != nil {
