@@ -393,11 +393,10 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		start := time.Now()
 		p, err := r.create(ctx, spec)
 		if ctx.Err() != nil {
-			// Leadership lost mid-create: the next leader's adopt removes
-			// what we may have started.
-			if err == nil {
-				r.destroy(context.Background(), sb.ID)
-			}
+			// Leadership lost mid-create: the next leader's adopt (or its
+			// create, finding a leftover) removes what we may have started.
+			// Destroying it here would address it by name, after the next
+			// leader may already have made a new container of that name.
 			return
 		}
 		r.cfg.Metrics.placed(err, time.Since(start), sb.Pool)

@@ -25,6 +25,9 @@ type haCluster struct {
 	raftNet string
 	apiNet  string
 	nodes   []*haNode
+	// past holds the logs of containers replaced during the test, so a
+	// failure can still be traced through a rolling upgrade.
+	past []string
 }
 
 // haNode is one control container; its data volume outlives the container.
@@ -104,6 +107,19 @@ func (c *haCluster) cleanup() {
 			out, _ := exec.Command("docker", "logs", "--tail", "60", n.container).CombinedOutput()
 			c.t.Logf("logs of %s:\n%s", n.container, out)
 		}
+		// What the reconcilers said about sandboxes, every node's whole life.
+		all := append([]string(nil), c.past...)
+		for _, n := range c.nodes {
+			out, _ := exec.Command("docker", "logs", n.container).CombinedOutput()
+			all = append(all, n.container+":\n"+string(out))
+		}
+		for _, l := range all {
+			for _, line := range strings.Split(l, "\n") {
+				if strings.Contains(line, "component=reconciler") && !strings.Contains(line, "level=INFO msg=\"sandbox placed\"") {
+					c.t.Log(line)
+				}
+			}
+		}
 	}
 	for _, n := range c.nodes {
 		exec.Command("docker", "rm", "-f", "-v", n.container).Run()
@@ -171,6 +187,8 @@ func (n *haNode) recreate(image string) {
 	// SIGTERM, with the grace compose gives (stop_grace_period 40s): the node
 	// drains its requests and hands leadership over before it exits.
 	dockerCLI(n.c.t, "stop", "-t", "40", n.container)
+	out, _ := exec.Command("docker", "logs", n.container).CombinedOutput()
+	n.c.past = append(n.c.past, n.container+" (before recreate):\n"+string(out))
 	dockerCLI(n.c.t, "rm", n.container)
 	n.image = image
 	n.create()
