@@ -74,6 +74,10 @@ var (
 	// by a create an earlier leader did not finish. The caller destroys it
 	// and creates again.
 	ErrExists = errors.New("sandbox already exists in driver")
+	// ErrPauseRefused means Pause failed for a reason no retry can fix
+	// (Nomad: the workspace archive would exceed the sandbox's disk
+	// limit); the sandbox still runs. The reconciler resumes its session.
+	ErrPauseRefused = errors.New("sandbox cannot be paused")
 )
 
 // ImageNotFoundError reports an image that is neither present nor pullable.

@@ -541,6 +541,10 @@ func (r *Reconciler) ensurePaused(ctx context.Context, id string, want bool) {
 		if errors.Is(err, errGone) {
 			return
 		}
+		if want && errors.Is(err, ErrPauseRefused) {
+			r.refusePause(ctx, id, err)
+			return
+		}
 		if err != nil {
 			r.log.Warn("pause/resume failed", "sandbox.id", id, "pause", want, "err", err)
 			return
@@ -582,6 +586,18 @@ func (r *Reconciler) startResume(ctx context.Context, id string) {
 		r.log.Info("sandbox resumed", "sandbox.id", id, "moved", moved, "node", p.Node,
 			"container", shortID(p.ContainerID), "ms", time.Since(start).Milliseconds())
 	})
+}
+
+// refusePause undoes a pause the driver can never carry out: the session is
+// resumed (its sandbox never stopped running), instead of a state that says
+// paused over a running sandbox and a pause retried on every pass.
+func (r *Reconciler) refusePause(ctx context.Context, id string, err error) {
+	sb, serr := r.state.Sandbox(id)
+	if serr != nil || sb.SessionID == "" || sb.State != fsm.StatePaused {
+		return
+	}
+	r.log.Warn("pause refused; resuming the session", "sandbox.id", id, "session.id", sb.SessionID, "err", err)
+	r.submit(ctx, &fsm.SessionResume{ID: sb.SessionID, Admin: true})
 }
 
 // errGone reports a sandbox destroyed because the state no longer wants it.

@@ -36,6 +36,9 @@ type memDriver struct {
 	// hostSlots, when > 0, is how many sandboxes the hosts hold in all
 	// (Capacity reports what is left, as Nomad's driver does).
 	hostSlots int
+	// refusePause makes Pause fail for good, as Nomad's does for a
+	// workspace larger than its disk limit.
+	refusePause bool
 }
 
 // Capacity is the room left on the hosts; with no hostSlots, plenty.
@@ -83,7 +86,15 @@ func (d *memDriver) Destroy(_ context.Context, id string) error {
 	return nil
 }
 
-func (d *memDriver) Pause(_ context.Context, id string) error { return d.setPaused(id, true) }
+func (d *memDriver) Pause(_ context.Context, id string) error {
+	d.mu.Lock()
+	refuse := d.refusePause
+	d.mu.Unlock()
+	if refuse {
+		return fmt.Errorf("pause %s: archive too large: %w", id, ErrPauseRefused)
+	}
+	return d.setPaused(id, true)
+}
 
 func (d *memDriver) Resume(_ context.Context, id string) (fsm.Placement, bool, error) {
 	d.mu.Lock()
@@ -447,6 +458,24 @@ func TestReconcilerPausesAndResumesSessions(t *testing.T) {
 		_, err := r.f.Sandbox(sb)
 		return errors.Is(err, fsm.ErrNotFound)
 	})
+}
+
+func TestReconcilerResumesASessionWhosePauseIsRefused(t *testing.T) {
+	r := newRig(t, testPool)
+	r.driver.refusePause = true
+	r.start()
+	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
+	resp := r.mustApply(&fsm.SessionCreate{ID: "s1", Owner: "dave", Image: "img", CPUCount: 1, MemoryMB: 256, SandboxID: NewID()})
+	id := resp.Sandbox.ID
+	r.mustApply(&fsm.SessionPause{ID: "s1", Owner: "dave"})
+	r.eventually("the session active again, its sandbox running", func() bool {
+		sb, err := r.f.Sandbox(id)
+		se, serr := r.f.Session("s1")
+		return err == nil && serr == nil && sb.State == fsm.StateActive && se.State == fsm.SessionActive
+	})
+	if r.driver.paused(id) {
+		t.Error("the driver reports the sandbox paused")
+	}
 }
 
 func TestReconcilerRecordsPlacementOfMovedResume(t *testing.T) {

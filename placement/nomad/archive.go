@@ -64,6 +64,10 @@ func (e *ArchiveTooLargeError) Error() string {
 		e.SandboxID, e.Limit, e.DiskMB)
 }
 
+// Is makes the error a placement.ErrPauseRefused: retrying cannot shrink
+// the workspace.
+func (e *ArchiveTooLargeError) Is(target error) bool { return target == placement.ErrPauseRefused }
+
 // archiveLimit is the most bytes a workspace tar may have for a /workspace
 // of diskMB: the data itself plus tar's overhead, one 512-byte header (and
 // padding up to the next 512 bytes) per entry. Files on tmpfs take at

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/nomad/nomadfake"
 )
@@ -120,6 +121,9 @@ func TestPauseRefusesWorkspaceOverDiskLimit(t *testing.T) {
 			var tl *ArchiveTooLargeError
 			if !errors.As(err, &tl) || tl.DiskMB != 1 || tl.Limit != archiveLimit(1) {
 				t.Fatalf("pause of 3 MiB on a 1 MB disk: %v, want *ArchiveTooLargeError for 1 MB", err)
+			}
+			if !errors.Is(err, placement.ErrPauseRefused) {
+				t.Errorf("%v is not placement.ErrPauseRefused: the reconciler would retry it forever", err)
 			}
 			if left := leftovers(); len(left) != 0 {
 				t.Errorf("after the refused pause: %v left", left)
