@@ -81,7 +81,7 @@ func startNomad(t *testing.T) *nomadAgent {
 			t.Fatal(err)
 		}
 	}
-	http, rpc, serf := portOf(freePort(t)), portOf(freePort(t)), portOf(freePort(t))
+	httpPort, rpcPort, serfPort := portOf(freePort(t)), portOf(freePort(t)), portOf(freePort(t))
 	override := fmt.Sprintf(`data_dir = %q
 bind_addr = "127.0.0.1"
 ports {
@@ -92,11 +92,11 @@ ports {
 client {
   cni_config_dir = %q
 }
-`, filepath.Join(dir, "data"), http, rpc, serf, cni)
+`, filepath.Join(dir, "data"), httpPort, rpcPort, serfPort, cni)
 	if err := os.WriteFile(filepath.Join(dir, "test.hcl"), []byte(override), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &nomadAgent{t: t, bin: bin, addr: "http://127.0.0.1:" + http, dataDir: filepath.Join(dir, "data"), logs: &bytes.Buffer{}}
+	a := &nomadAgent{t: t, bin: bin, addr: "http://127.0.0.1:" + httpPort, dataDir: filepath.Join(dir, "data"), logs: &bytes.Buffer{}}
 	a.cmd = exec.Command(bin, "agent", "-dev",
 		"-config", filepath.Join(repo, "deploy/nomad/client.hcl"),
 		"-config", filepath.Join(dir, "test.hcl"))
