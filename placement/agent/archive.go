@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +93,9 @@ func writeEntry(tw *tar.Writer, p, name string, fi fs.FileInfo) error {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil
+	}
+	if err := checkNotHollow(p, hdr.Size); err != nil {
+		return err
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -278,4 +282,25 @@ func writeEntryFile(target string, r io.Reader, perm os.FileMode, budget int64) 
 		err = cerr
 	}
 	return n, err
+}
+
+// hollowCheckFrom is the size from which a file is checked against its
+// filesystem: below it a sparse file costs little to send.
+const hollowCheckFrom = 64 << 20
+
+// checkNotHollow refuses a file larger than the filesystem it lives on: a
+// sparse file (a 1 TB hole on a 512 MB tmpfs) that tar would send as
+// terabytes of zeros.
+func checkNotHollow(p string, size int64) error {
+	if size < hollowCheckFrom {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p, &st); err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	if capacity := int64(st.Blocks) * st.Bsize; size > capacity {
+		return fmt.Errorf("archive %s: %d bytes on a %d-byte filesystem: a sparse file is not archived", p, size, capacity)
+	}
+	return nil
 }

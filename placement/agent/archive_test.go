@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 )
 
@@ -191,5 +192,36 @@ func TestUploadRefusesEscapes(t *testing.T) {
 		if err != nil || string(b) != "inside" {
 			t.Fatalf("%s: %q %v", p, b, err)
 		}
+	}
+}
+
+// A sparse file larger than its filesystem is refused, not sent as
+// terabytes of zeros: the download breaks off at once.
+func TestArchiveRefusesAHollowFile(t *testing.T) {
+	a := startAgent(t, ServerConfig{})
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(a.workdir, &st); err != nil {
+		t.Fatal(err)
+	}
+	hollow := filepath.Join(a.workdir, "hollow")
+	f, err := os.Create(hollow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(st.Blocks)*st.Bsize + 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rc, err := a.client.Download(ctxT(t), a.workdir)
+	if err != nil {
+		return // refused before the first byte: as good
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err == nil {
+		t.Fatalf("download of a %d-byte hole ended cleanly after %d bytes", int64(st.Blocks)*st.Bsize+1<<30, n)
+	}
+	if n > 1<<20 {
+		t.Errorf("sent %d bytes of a hole before breaking off", n)
 	}
 }

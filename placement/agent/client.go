@@ -65,7 +65,7 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 // not an error.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
 	var res ExecResult
-	if err := c.doJSON(ctx, http.MethodPost, "/exec", nil, req, &res); err != nil {
+	if err := c.doJSONBounded(ctx, http.MethodPost, "/exec", nil, req, &res, execReplyBound(req)); err != nil {
 		return nil, fmt.Errorf("agent exec: %w", err)
 	}
 	return &res, nil
@@ -84,7 +84,7 @@ func (c *Client) ExecStream(ctx context.Context, req ExecRequest, onEvent func(E
 		return nil, fmt.Errorf("agent exec stream: %w", err)
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	dec := json.NewDecoder(bounded(resp.Body, execReplyBound(req)))
 	for {
 		var ev Event
 		if err := dec.Decode(&ev); err != nil {
@@ -172,6 +172,10 @@ func (c *Client) Upload(ctx context.Context, path string, tarStream io.Reader) (
 }
 
 func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	return c.doJSONBounded(ctx, method, path, q, in, out, MaxJSONReply)
+}
+
+func (c *Client) doJSONBounded(ctx context.Context, method, path string, q url.Values, in, out any, limit int64) error {
 	var body io.Reader
 	ctype := ""
 	if in != nil {
@@ -181,20 +185,24 @@ func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, 
 		}
 		body, ctype = bytes.NewReader(b), "application/json"
 	}
-	return c.doStreamJSON(ctx, method, path, q, body, ctype, out)
+	return c.doStreamJSONBounded(ctx, method, path, q, body, ctype, out, limit)
 }
 
 func (c *Client) doStreamJSON(ctx context.Context, method, path string, q url.Values, body io.Reader, ctype string, out any) error {
+	return c.doStreamJSONBounded(ctx, method, path, q, body, ctype, out, MaxJSONReply)
+}
+
+func (c *Client) doStreamJSONBounded(ctx context.Context, method, path string, q url.Values, body io.Reader, ctype string, out any, limit int64) error {
 	resp, err := c.do(ctx, method, path, q, body, ctype)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, limit)) // so the connection is reused
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if err := json.NewDecoder(bounded(resp.Body, limit)).Decode(out); err != nil {
 		return fmt.Errorf("decode response: %w", err)
 	}
 	return nil
