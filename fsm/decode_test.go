@@ -39,28 +39,7 @@ func TestEveryCommandEncodesAndApplies(t *testing.T) {
 	}
 }
 
-func TestApplyCorruptEntryPanics(t *testing.T) {
-	tests := []struct {
-		name string
-		data []byte
-	}{
-		{"empty entry", nil},
-		{"unknown type", []byte{99, '{', '}'}},
-		{"bad json", []byte{byte(TypeSandboxCreate), '{'}},
-		{"known type with ignore flag but bad json", []byte{byte(TypeSandboxCreate | IgnoreUnknownTypeFlag), 'x'}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := New()
-			defer func() {
-				if recover() == nil {
-					t.Error("Apply of a corrupt entry did not panic")
-				}
-			}()
-			f.Apply(&raft.Log{Index: 1, Data: tc.data})
-		})
-	}
-}
+// Corrupt entries are skipped, not panicked on: corrupt_test.go.
 
 func TestApplyIgnoresFlaggedUnknownType(t *testing.T) {
 	f := New(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))

@@ -22,6 +22,9 @@ type FSM struct {
 	watchMu sync.Mutex
 	watchCh chan struct{}
 
+	// corrupt counts log entries skipped because they could not be decoded.
+	corrupt atomic.Uint64
+
 	log *slog.Logger
 }
 
@@ -31,7 +34,7 @@ var _ raft.FSM = (*FSM)(nil)
 type Option func(*FSM)
 
 // WithLogger sets the logger (default slog.Default()); Apply logs only
-// skipped unknown commands.
+// skipped unknown commands and corrupt entries.
 func WithLogger(l *slog.Logger) Option {
 	return func(f *FSM) { f.log = l.With("component", "fsm") }
 }
@@ -56,9 +59,14 @@ func newDB() *memdb.MemDB {
 }
 
 // Apply applies one committed log entry and always returns a *Response. A
-// business error is returned in Response.Err with state unchanged. An entry
-// that cannot be decoded is a corrupt log and panics, unless its type carries
-// IgnoreUnknownTypeFlag and this version does not know it.
+// business error is returned in Response.Err with state unchanged. A type
+// that carries IgnoreUnknownTypeFlag and that this version does not know is
+// skipped with a warning. Any other entry that cannot be decoded is a corrupt
+// log: it is logged at ERROR, counted (CorruptEntries) and skipped with state
+// unchanged and an invalid error in the response. It never panics: a panic
+// would come back at every replay of the log and no restart could recover
+// the node, while skipping is deterministic — every node decodes the same
+// bytes the same way, so all of them skip the same entry (see DESIGN.md).
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	cmd, err := Decode(l.Data)
 	if err != nil {
@@ -67,10 +75,34 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 			f.skip(l.Index)
 			return &Response{Index: l.Index}
 		}
-		panic(fmt.Sprintf("fsm: corrupt log entry at index %d: %v", l.Index, err))
+		return f.skipCorrupt(l, err)
 	}
 	return f.applyCommand(l.Index, cmd)
 }
+
+// skipCorrupt records an entry that cannot be decoded as applied without
+// effect. An unknown type without the ignore flag usually means a newer node
+// proposed a command this one does not know: the message says to upgrade,
+// since this node's state now lacks that command.
+func (f *FSM) skipCorrupt(l *raft.Log, err error) *Response {
+	n := f.corrupt.Add(1)
+	var typ any = "none"
+	if len(l.Data) > 0 {
+		typ = l.Data[0]
+	}
+	msg := "skipping corrupt log entry: it cannot be decoded"
+	if errors.Is(err, ErrUnknownCommand) {
+		msg = "skipping log entry of an unknown command type: upgrade this node to the version of the node that proposed it"
+	}
+	f.log.Error(msg, "raft.index", l.Index, "raft.term", l.Term, "command.type", typ,
+		"bytes", len(l.Data), "error", err, "corrupt_entries", n)
+	f.skip(l.Index)
+	return &Response{Index: l.Index, Err: errorf(CodeInvalid, "log entry %d cannot be decoded and was skipped: %v", l.Index, err)}
+}
+
+// CorruptEntries is how many log entries this FSM skipped because they could
+// not be decoded (entries replayed after a restart count again).
+func (f *FSM) CorruptEntries() uint64 { return f.corrupt.Load() }
 
 func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
 	h := Hdr(cmd)
