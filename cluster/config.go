@@ -51,6 +51,11 @@ type Config struct {
 	// ApplyTimeout bounds one Apply, forwarding and retries included.
 	ApplyTimeout time.Duration
 
+	// TLS, when set, requires mutual TLS on the cluster port for Raft and
+	// cluster RPC alike (see LoadTLS); every node of a cluster must agree.
+	// nil is plain TCP: bind the port to a private network or loopback.
+	TLS *TLS
+
 	// Metrics receives the node's Raft metrics; nil disables them.
 	Metrics *Metrics
 	// Logger receives the node's logs and hashicorp/raft's (default slog.Default()).

@@ -118,7 +118,7 @@ func startCluster(t testing.TB, size int, mode bootMode, tweak func(*Config)) *t
 // start opens node i with a fresh FSM; a restarted node reuses its data dir and address.
 func (c *testCluster) start(i int) *Node {
 	c.t.Helper()
-	n, err := Open(c.cfgs[i], fsm.New())
+	n, err := Open(c.cfgs[i], fsm.New(fsm.WithLogger(testLogger())))
 	if err != nil {
 		c.t.Fatalf("open node %d: %v", i, err)
 	}

@@ -126,8 +126,13 @@ func (n *Node) refreshMetrics() {
 	}
 	t := time.NewTicker(metricsInterval)
 	defer t.Stop()
+	var corrupt uint64 // FSM count already added to the counter
 	for {
 		m.appliedIndex.Set(float64(n.fsm.AppliedIndex()))
+		if c := n.fsm.CorruptEntries(); c > corrupt {
+			m.corruptEntries.Add(float64(c - corrupt))
+			corrupt = c
+		}
 		if n.IsLeader() {
 			m.lastContact.Set(0)
 		} else if lc := n.raft.LastContact(); !lc.IsZero() {

@@ -14,6 +14,8 @@ type Metrics struct {
 	appliedIndex  prometheus.Gauge
 	lastContact   prometheus.Gauge
 	peers         prometheus.Gauge
+	// corruptEntries counts log entries the FSM skipped as undecodable.
+	corruptEntries prometheus.Counter
 }
 
 // NewMetrics registers the Raft collectors on reg.
@@ -41,8 +43,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "raft_peers",
 			Help: "Number of voters in the Raft configuration, this node included.",
 		}),
+		corruptEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raft_fsm_corrupt_entries_total",
+			Help: "Raft log entries this node's FSM could not decode and skipped (replays after a restart count again); any is worth an alert.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.isLeader, m.applyDuration, m.appliedIndex, m.lastContact, m.peers} {
+	for _, c := range []prometheus.Collector{m.isLeader, m.applyDuration, m.appliedIndex, m.lastContact, m.peers, m.corruptEntries} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register raft metrics: %w", err)
 		}

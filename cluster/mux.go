@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +14,9 @@ import (
 
 // One TCP port carries two protocols. The dialer writes one byte naming the
 // protocol, then speaks it; the mux reads that byte (under a deadline) and
-// hands the connection to the matching listener.
+// hands the connection to the matching listener. With TLS configured the
+// handshake comes first and the byte travels inside it: a peer without a
+// certificate from the cluster CA never reaches either protocol.
 const (
 	protoRaft byte = 'R' // hashicorp/raft NetworkTransport
 	protoRPC  byte = 'C' // cluster RPCs: HTTP/1.1 with JSON (rpc.go)
@@ -29,6 +32,7 @@ type mux struct {
 	raft *subListener
 	rpc  *subListener
 	log  *slog.Logger
+	tls  *TLS // nil: plain TCP
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -48,12 +52,13 @@ type mux struct {
 	drained  chan struct{}
 }
 
-func newMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *mux {
+func newMux(ln net.Listener, advertise net.Addr, tlsCfg *TLS, log *slog.Logger) *mux {
 	m := &mux{
 		ln:   ln,
 		raft: newSubListener(advertise),
 		rpc:  newSubListener(advertise),
 		log:  log,
+		tls:  tlsCfg,
 
 		pending:   map[net.Conn]struct{}{},
 		raftConns: map[*trackedConn]struct{}{},
@@ -91,11 +96,24 @@ func (m *mux) serve() {
 	}
 }
 
-func (m *mux) route(conn net.Conn) {
+func (m *mux) route(raw net.Conn) {
+	conn := raw
+	if m.tls != nil {
+		tc, err := m.tls.serverConn(raw, handshakeTimeout)
+		if err != nil {
+			m.untrack(raw)
+			// Warn: a peer with a wrong or missing certificate is an operator
+			// mistake (or an intruder) worth seeing at the default level.
+			m.log.Warn("cluster connection refused", "remote", raw.RemoteAddr(), "error", err)
+			_ = raw.Close()
+			return
+		}
+		conn = tc
+	}
 	var b [1]byte
 	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	_, err := conn.Read(b[:])
-	m.untrack(conn)
+	m.untrack(raw)
 	if err != nil {
 		m.log.Debug("cluster connection closed before handshake", "remote", conn.RemoteAddr(), "error", err)
 		_ = conn.Close()
@@ -211,7 +229,9 @@ func (m *mux) Close() error {
 		}
 		m.mu.Unlock()
 		for _, c := range conns {
-			_ = c.Conn.Close()
+			// The TCP connection itself: a TLS close_notify could wait on a
+			// peer that no longer reads, and peers should see a crash-like end.
+			_ = netConn(c.Conn).Close()
 		}
 		m.waitDrained()
 		m.raft.Close()
@@ -261,11 +281,28 @@ func (l *subListener) Close() error {
 // NetworkTransport reports it as this node's address.
 func (l *subListener) Addr() net.Addr { return l.addr }
 
-// dialProto dials addr and announces proto; the whole handshake is bounded by timeout.
-func dialProto(network, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+// netConn returns the TCP connection under a TLS one.
+func netConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
+}
+
+// dialProto dials addr, completes the TLS handshake when tlsCfg is set, and
+// announces proto; each step is bounded by timeout.
+func dialProto(network, addr string, proto byte, timeout time.Duration, tlsCfg *TLS) (net.Conn, error) {
 	conn, err := net.DialTimeout(network, addr, timeout)
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil {
+		tc, err := tlsCfg.clientConn(conn, addr, min(timeout, handshakeTimeout))
+		if err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		conn = tc
 	}
 	if err := writeProto(conn, proto, timeout); err != nil {
 		return nil, err
@@ -293,7 +330,7 @@ var _ raft.StreamLayer = raftLayer{}
 
 // Dial implements raft.StreamLayer.
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	conn, err := dialProto("tcp", string(addr), protoRaft, timeout)
+	conn, err := dialProto("tcp", string(addr), protoRaft, timeout, l.m.tls)
 	if err != nil {
 		return nil, err
 	}

@@ -104,8 +104,8 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		leaderChanged: make(chan struct{}),
 		closing:       make(chan struct{}),
 	}
-	n.mux = newMux(ln, adv, log)
-	n.rpc = newRPCClient()
+	n.mux = newMux(ln, adv, cfg.TLS, log)
+	n.rpc = newRPCClient(cfg.TLS)
 	if err := n.openRaft(); err != nil {
 		if n.raft != nil {
 			_ = n.raft.Shutdown().Error()
@@ -125,7 +125,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
 	go func() { defer n.wg.Done(); n.refreshMetrics() }()
 
-	log.Info("cluster node open", "addr", n.addr, "data_dir", cfg.DataDir)
+	log.Info("cluster node open", "addr", n.addr, "data_dir", cfg.DataDir, "tls", cfg.TLS != nil)
 	return n, nil
 }
 

@@ -375,7 +375,7 @@ func TestLeaderChFanOut(t *testing.T) {
 	}
 }
 
-// metricValue returns a gauge's value or a histogram's sample count.
+// metricValue returns a gauge's or counter's value or a histogram's sample count.
 func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -390,6 +390,8 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 		switch mf.GetType() {
 		case dto.MetricType_GAUGE:
 			return m.GetGauge().GetValue()
+		case dto.MetricType_COUNTER:
+			return m.GetCounter().GetValue()
 		case dto.MetricType_HISTOGRAM:
 			return float64(m.GetHistogram().GetSampleCount())
 		}

@@ -221,14 +221,14 @@ type rpcClient struct {
 	tr *http.Transport
 }
 
-func newRPCClient() *rpcClient {
+func newRPCClient(tlsCfg *TLS) *rpcClient {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			timeout := handshakeTimeout
 			if dl, ok := ctx.Deadline(); ok {
 				timeout = min(timeout, time.Until(dl))
 			}
-			conn, err := dialProto(network, addr, protoRPC, timeout)
+			conn, err := dialProto(network, addr, protoRPC, timeout, tlsCfg)
 			if err != nil {
 				return nil, &dialError{err: err}
 			}
