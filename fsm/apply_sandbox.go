@@ -127,7 +127,11 @@ func applySandboxAcquire(t *tx, c *SandboxAcquire) *Response {
 		return fail(errorf(CodeInvalid, "image is required (no pool image configured)"))
 	}
 
-	if idle := t.pickIdle(image, c.Network, c.Resources); idle != nil {
+	idle := t.pickIdle(image, c.Network, c.Resources)
+	if err := t.admitCreate(c.Owner, acquiredResources(c, idle, pool), false); err != nil {
+		return fail(err)
+	}
+	if idle != nil {
 		s := idle.Copy()
 		if c.Resources != nil {
 			// The reconciler applies changed limits to the running container.
@@ -163,6 +167,18 @@ func applySandboxAcquire(t *tx, c *SandboxAcquire) *Response {
 	claim(s, c)
 	t.putSandbox(s)
 	return &Response{Sandbox: s.Copy()}
+}
+
+// acquiredResources are the resources the acquired sandbox will have, for
+// the quota check: the requested ones, else the idle sandbox's, else the pool's.
+func acquiredResources(c *SandboxAcquire, idle *Sandbox, pool PoolConfig) Resources {
+	switch {
+	case c.Resources != nil:
+		return *c.Resources
+	case idle != nil:
+		return idle.Resources
+	}
+	return pool.Resources
 }
 
 // claim gives s to the acquiring owner with the requested timeouts.

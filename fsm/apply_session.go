@@ -15,6 +15,9 @@ func applySessionCreate(t *tx, c *SessionCreate) *Response {
 	}
 	pool := t.pool()
 	res := Resources{CPUCount: c.CPUCount, MemoryMB: c.MemoryMB, DiskMB: pool.Resources.DiskMB}
+	if err := t.admitCreate(c.Owner, res, true); err != nil {
+		return fail(err)
+	}
 
 	var s *Sandbox
 	if idle := t.pickIdle(c.Image, c.Network, &res); idle != nil {

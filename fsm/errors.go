@@ -13,6 +13,9 @@ const (
 	CodeInvalid       Code = "invalid"        // the command is well-formed but its values are not
 	CodePoolExhausted Code = "pool_exhausted" // POOL_MAX_SIZE reached
 	CodeExists        Code = "exists"         // the id is already taken
+	// CodeQuotaExceeded: the owner is at a quota limit; Limit names it and
+	// RetryAfter says when trying again may succeed.
+	CodeQuotaExceeded Code = "quota_exceeded"
 )
 
 // Error is a typed business error from Apply. It is returned, never panicked,
@@ -20,6 +23,9 @@ const (
 type Error struct {
 	Code Code   `json:"code"`
 	Msg  string `json:"message"`
+	// Limit and RetryAfter (seconds) are set with CodeQuotaExceeded.
+	Limit      string `json:"limit,omitempty"`
+	RetryAfter int    `json:"retry_after,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -42,6 +48,7 @@ var (
 	ErrInvalid       = &Error{Code: CodeInvalid}
 	ErrPoolExhausted = &Error{Code: CodePoolExhausted}
 	ErrExists        = &Error{Code: CodeExists}
+	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

@@ -17,6 +17,8 @@ const (
 	tableTokens    = "tokens"
 	tablePool      = "pool"
 	tableMeta      = "meta"
+	// tableQuotaCreates holds one createLog per user (quota.go).
+	tableQuotaCreates = "quota_creates"
 )
 
 // singletonKey is the primary key of the one row in the pool and meta tables.
@@ -94,6 +96,10 @@ func schema() *memdb.DBSchema {
 		tablePool: {
 			Name:    tablePool,
 			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}}},
+		},
+		tableQuotaCreates: {
+			Name:    tableQuotaCreates,
+			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "User"}}},
 		},
 		tableMeta: {
 			Name:    tableMeta,

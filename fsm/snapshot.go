@@ -27,6 +27,8 @@ type snapshotDoc struct {
 	// Added after v1's fixture; absent in older snapshots (read as 0).
 	SandboxesCreated uint64 `json:"sandboxes_created,omitempty"`
 	SessionsCreated  uint64 `json:"sessions_created,omitempty"`
+	// Added with quotas; absent in older snapshots (no creates recorded).
+	QuotaCreates []*createLog `json:"quota_creates,omitempty"`
 }
 
 // Snapshot captures the state in O(1) (a memdb snapshot); the work of
@@ -67,6 +69,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		{tableSessions, "sessions"},
 		{tableRequests, "requests"},
 		{tableTokens, "tokens"},
+		{tableQuotaCreates, "quota_creates"},
 	} {
 		if err := writeTable(bw, s.txn, table.name, table.key); err != nil {
 			return err
@@ -146,6 +149,11 @@ func buildDB(doc *snapshotDoc) (*memdb.MemDB, error) {
 	for _, tok := range doc.Tokens {
 		if err := txn.Insert(tableTokens, tok); err != nil {
 			return nil, fmt.Errorf("insert token %s: %w", tok.ID, err)
+		}
+	}
+	for _, l := range doc.QuotaCreates {
+		if err := txn.Insert(tableQuotaCreates, l); err != nil {
+			return nil, fmt.Errorf("insert quota creates of %s: %w", l.User, err)
 		}
 	}
 	if err := txn.Insert(tableMeta, &meta); err != nil {

@@ -144,6 +144,10 @@ type PoolConfig struct {
 	// limits (Nomad would replace the allocation), so an idle sandbox is
 	// handed out only to a request for exactly its resources.
 	FixedLimits bool `json:"fixed_limits,omitempty"`
+	// Quota limits each user's sandboxes, sessions, resources and create
+	// rate (nil: nobody is limited). A pointer keeps PoolConfig comparable;
+	// compare pools with Equal. Read-only once stored.
+	Quota *QuotaConfig `json:"quota,omitempty"`
 }
 
 // PoolStats counts sandboxes by state.

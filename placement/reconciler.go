@@ -183,7 +183,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		r.log.Warn("barrier failed, giving up this term", "err", err)
 		return
 	}
-	if want := r.wantPool(); want != nil && r.state.Pool() != *want {
+	if want := r.wantPool(); want != nil && !r.state.Pool().Equal(*want) {
 		if _, err := r.applyRetry(ctx, &fsm.SetPool{Pool: *want}); err != nil {
 			r.log.Error("set pool configuration", "err", err)
 		}
