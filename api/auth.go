@@ -20,6 +20,10 @@ const (
 	typRefresh = "refresh"
 )
 
+// errTokenExpired is wrapped by verify's 401 for an expired token, so revoke
+// can tell "nothing left to revoke" from "not a token".
+var errTokenExpired = errors.New("token expired")
+
 // claims are the JWT claims we issue and require.
 type claims struct {
 	Role string `json:"role"`
@@ -32,6 +36,9 @@ type principal struct {
 	User    string
 	Role    string
 	TokenID string
+	// Expires is when the access token expires: a revocation of it is kept
+	// that long and no longer.
+	Expires time.Time
 }
 
 func (p *principal) admin() bool { return p.Role == RoleAdmin }
@@ -47,6 +54,7 @@ func principalFrom(ctx context.Context) *principal {
 type tokenIssuer struct {
 	secret     []byte
 	issuer     string
+	audience   string
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 	parser     *jwt.Parser
@@ -57,12 +65,14 @@ func newTokenIssuer(cfg Config) *tokenIssuer {
 	return &tokenIssuer{
 		secret:     []byte(cfg.JWTSecret),
 		issuer:     cfg.Issuer,
+		audience:   cfg.Audience,
 		accessTTL:  cfg.AccessTTL,
 		refreshTTL: cfg.RefreshTTL,
 		now:        time.Now,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithAudience(cfg.Audience),
 			jwt.WithIssuedAt(),
 			jwt.WithExpirationRequired(),
 			// Nodes' clocks drift a little; a token minted on another node
@@ -87,6 +97,7 @@ func (t *tokenIssuer) sign(user, role, typ string, now time.Time, ttl time.Durat
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   user,
 			Issuer:    t.issuer,
+			Audience:  jwt.ClaimStrings{t.audience},
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        newID() + newID(),
@@ -118,7 +129,7 @@ func (t *tokenIssuer) issue(user, role string) (tokenPair, error) {
 	}, nil
 }
 
-// verify parses raw and checks signature, algorithm, iss, iat, exp, sub,
+// verify parses raw and checks signature, algorithm, iss, aud, iat, exp, sub,
 // jti, role and that typ is want.
 func (t *tokenIssuer) verify(raw, want string) (*claims, error) {
 	var c claims
@@ -130,7 +141,7 @@ func (t *tokenIssuer) verify(raw, want string) (*claims, error) {
 	})
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errUnauthorized("token expired", nil)
+		return nil, errUnauthorized("token expired", errTokenExpired)
 	case err != nil:
 		return nil, errUnauthorized("invalid token", err)
 	case c.IssuedAt == nil:
@@ -160,7 +171,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		p := &principal{User: c.Subject, Role: c.Role, TokenID: c.ID}
+		// A local read, no consistent read: a revocation reaches this node's
+		// FSM as soon as the node applies it (milliseconds behind the
+		// leader), and every request paying a leader round trip is not worth
+		// closing that gap.
+		if s.state.TokenRevoked(c.ID) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cloud-sandbox", error="invalid_token"`)
+			writeError(w, r, errUnauthorized("token revoked", nil))
+			return
+		}
+		p := &principal{User: c.Subject, Role: c.Role, TokenID: c.ID, Expires: c.ExpiresAt.Time.UTC()}
 		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
 			info.user = p.User
 		}

@@ -50,7 +50,7 @@ func TestBadTokensAre401(t *testing.T) {
 	secret := []byte(e.cfg.JWTSecret)
 	now := time.Now()
 	good := func() jwt.MapClaims {
-		return jwt.MapClaims{"sub": "alice", "role": "user", "iss": "cloud-sandbox", "typ": "access",
+		return jwt.MapClaims{"sub": "alice", "role": "user", "iss": "cloud-sandbox", "aud": "cloud-sandbox", "typ": "access",
 			"jti": "j1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	}
 	with := func(k string, v any) jwt.MapClaims {
@@ -80,6 +80,8 @@ func TestBadTokensAre401(t *testing.T) {
 		{"iat in future", "Bearer " + signed(t, jwt.SigningMethodHS256, secret, with("iat", now.Add(time.Hour).Unix()))},
 		{"wrong issuer", "Bearer " + signed(t, jwt.SigningMethodHS256, secret, with("iss", "evil"))},
 		{"no issuer", "Bearer " + signed(t, jwt.SigningMethodHS256, secret, with("iss", nil))},
+		{"wrong audience", "Bearer " + signed(t, jwt.SigningMethodHS256, secret, with("aud", "another-service"))},
+		{"no audience", "Bearer " + signed(t, jwt.SigningMethodHS256, secret, with("aud", nil))},
 		{"wrong signature", "Bearer " + signed(t, jwt.SigningMethodHS256, []byte("another-secret"), good())},
 		{"HS512", "Bearer " + signed(t, jwt.SigningMethodHS512, secret, good())},
 		{"alg none", "Bearer " + none},
@@ -205,6 +207,6 @@ func TestProductionMode(t *testing.T) {
 	}
 	// A token signed with the development default is worthless here.
 	dev := signed(t, jwt.SigningMethodHS256, []byte(DefaultJWTSecret), jwt.MapClaims{"sub": "alice", "role": "admin",
-		"iss": "cloud-sandbox", "typ": "access", "jti": "x", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+		"iss": "cloud-sandbox", "aud": "cloud-sandbox", "typ": "access", "jti": "x", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	expect(t, e.call("GET", "/api/v1/sessions", dev, nil), http.StatusUnauthorized, codeUnauthorized)
 }

@@ -45,10 +45,24 @@ type Config struct {
 	Mode string
 	// APIKeys are the keys production mode issues tokens for.
 	APIKeys []APIKey
+	// AdminUsers are the user ids that may hold the admin role in
+	// development mode (ADMIN_USERS). Production takes roles from APIKeys.
+	AdminUsers []string
 	// Issuer is the iss claim written and required.
-	Issuer     string
+	Issuer string
+	// Audience is the aud claim written and required: a token minted for
+	// another service that shares the secret is refused here.
+	Audience string
+	// AccessTTL is the access token lifetime (ACCESS_TOKEN_TTL).
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
+
+	// AllowedImages are the image patterns acquire and session create accept
+	// besides DefaultImage and the pool's image (SANDBOX_ALLOWED_IMAGES, "*"
+	// matches any run of characters). Empty leaves every image open, as
+	// before the allow-list existed, and start-up warns: the end-to-end
+	// suites still start images nobody listed (api/DESIGN.md, "Images").
+	AllowedImages []string
 
 	// DefaultImage is used when a session or acquire names no image.
 	DefaultImage    string
@@ -90,9 +104,13 @@ type Config struct {
 // DefaultConfig returns the development defaults of api/DESIGN.md.
 func DefaultConfig() Config {
 	return Config{
-		JWTSecret:          DefaultJWTSecret,
-		Mode:               ModeDevelopment,
-		Issuer:             "cloud-sandbox",
+		JWTSecret: DefaultJWTSecret,
+		Mode:      ModeDevelopment,
+		Issuer:    "cloud-sandbox",
+		Audience:  "cloud-sandbox",
+		// 24 h is what the guide's token response shows ("expires_in":
+		// "86400"); operators shorten it with ACCESS_TOKEN_TTL, and a leaked
+		// access token can be revoked (api/DESIGN.md, "Tokens").
 		AccessTTL:          24 * time.Hour,
 		RefreshTTL:         7 * 24 * time.Hour,
 		DefaultImage:       "python:3.11-slim",
@@ -123,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Issuer == "" {
 		c.Issuer = d.Issuer
+	}
+	if c.Audience == "" {
+		c.Audience = d.Audience
 	}
 	if c.AccessTTL == 0 {
 		c.AccessTTL = d.AccessTTL
@@ -194,6 +215,11 @@ func (c Config) Validate() error {
 		return errors.New("JWT_SECRET: empty")
 	}
 	seen := map[string]bool{}
+	for _, u := range c.AdminUsers {
+		if !validUserID(u) {
+			return fmt.Errorf("ADMIN_USERS: user %q must be 1-128 characters of [A-Za-z0-9._@-]", u)
+		}
+	}
 	for i, k := range c.APIKeys {
 		if k.Key == "" {
 			return fmt.Errorf("API_KEYS: entry %d has an empty key", i+1)
@@ -212,6 +238,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Issuer == "":
 		return errors.New("issuer: empty")
+	case c.Audience == "":
+		return errors.New("audience: empty")
 	case c.AccessTTL <= 0 || c.RefreshTTL <= 0:
 		return errors.New("token TTLs must be positive")
 	case c.RefreshTTL < c.AccessTTL:
@@ -265,6 +293,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	})
 	set("API_KEYS", func(v string) (e error) { c.APIKeys, e = ParseAPIKeys(v); return e })
 	set("SANDBOX_IMAGE", func(v string) error { c.DefaultImage = v; return nil })
+	set("ADMIN_USERS", func(v string) (e error) { c.AdminUsers, e = parseUserList(v); return e })
+	set("ACCESS_TOKEN_TTL", func(v string) (e error) { c.AccessTTL, e = parseSeconds(v); return e })
+	set("SANDBOX_ALLOWED_IMAGES", func(v string) (e error) { c.AllowedImages, e = parseImagePatterns(v); return e })
 	set("MAX_BODY_BYTES", func(v string) (e error) { c.MaxBodyBytes, e = parsePositiveInt(v); return e })
 	set("MAX_UPLOAD_BYTES", func(v string) (e error) { c.MaxUploadBytes, e = parsePositiveInt(v); return e })
 	set("MAX_OUTPUT_BYTES", func(v string) (e error) { c.MaxOutputBytes, e = parsePositiveInt(v); return e })
@@ -320,6 +351,41 @@ func ParseAPIKeys(v string) ([]APIKey, error) {
 		return nil, errors.New("no keys")
 	}
 	return keys, nil
+}
+
+// parseUserList parses ADMIN_USERS: "alice,bob".
+func parseUserList(v string) ([]string, error) {
+	var users []string
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if !validUserID(u) {
+			return nil, fmt.Errorf("user %q must be 1-128 characters of [A-Za-z0-9._@-]", u)
+		}
+		users = append(users, u)
+	}
+	return users, nil
+}
+
+// parseImagePatterns parses SANDBOX_ALLOWED_IMAGES: "python:3.11-slim,ghcr.io/acme/*".
+func parseImagePatterns(v string) ([]string, error) {
+	var pats []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if strings.ContainsAny(p, " \t") {
+			return nil, fmt.Errorf("pattern %q contains whitespace", p)
+		}
+		pats = append(pats, p)
+	}
+	if len(pats) == 0 {
+		return nil, errors.New("no patterns")
+	}
+	return pats, nil
 }
 
 func parsePositiveInt(v string) (int64, error) {

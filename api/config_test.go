@@ -38,6 +38,18 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Fatalf("config = %+v", c)
 			}
 		}},
+		{name: "token and image settings", env: map[string]string{
+			"ADMIN_USERS": "root, ops", "ACCESS_TOKEN_TTL": "15m", "SANDBOX_ALLOWED_IMAGES": "python:3.11-slim, ghcr.io/acme/*",
+		}, check: func(t *testing.T, c Config) {
+			if strings.Join(c.AdminUsers, ",") != "root,ops" || c.AccessTTL != 15*time.Minute ||
+				strings.Join(c.AllowedImages, ",") != "python:3.11-slim,ghcr.io/acme/*" || c.Audience != "cloud-sandbox" {
+				t.Fatalf("config = %+v", c)
+			}
+		}},
+		{name: "bad admin user", env: map[string]string{"ADMIN_USERS": "a b"}, wantErr: "ADMIN_USERS"},
+		{name: "bad access ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "forever"}, wantErr: "ACCESS_TOKEN_TTL"},
+		{name: "access ttl over refresh ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "8760h"}, wantErr: "refresh TTL"},
+		{name: "empty image list", env: map[string]string{"SANDBOX_ALLOWED_IMAGES": " , "}, wantErr: "SANDBOX_ALLOWED_IMAGES"},
 		{name: "production refuses default secret", env: map[string]string{"SANDBOX_MODE": "production", "API_KEYS": "k:a"}, wantErr: "default secret"},
 		{name: "production refuses short secret", env: map[string]string{"SANDBOX_MODE": "production", "JWT_SECRET": "short", "API_KEYS": "k:a"}, wantErr: "at least 32"},
 		{name: "production needs api keys", env: map[string]string{"SANDBOX_MODE": "production", "JWT_SECRET": strong}, wantErr: "API_KEYS"},
@@ -83,6 +95,41 @@ func TestNewRefusesProductionDefaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := New(c.cfg, Deps{Cluster: e.node, State: e.fsm, Registry: prometheus.NewRegistry()}); err == nil {
 				t.Fatal("New accepted a production config it must refuse")
+			}
+		})
+	}
+}
+
+func TestUnsafeSettings(t *testing.T) {
+	locked := DefaultConfig()
+	locked.JWTSecret = strings.Repeat("s", 40)
+	locked.AdminUsers = []string{"root"}
+	locked.AllowedImages = []string{"python:*"}
+	locked.AccessTTL = 15 * time.Minute
+	cases := []struct {
+		name   string
+		cfg    Config
+		listen string
+		want   []string // substrings, one per warning, in order
+	}{
+		{"development defaults on all interfaces", DefaultConfig(), ":8080",
+			[]string{"JWT_SECRET", "LISTEN_ADDR", "ADMIN_USERS", "SANDBOX_ALLOWED_IMAGES", "ACCESS_TOKEN_TTL"}},
+		{"development defaults on loopback", DefaultConfig(), "127.0.0.1:8080",
+			[]string{"JWT_SECRET", "ADMIN_USERS", "SANDBOX_ALLOWED_IMAGES", "ACCESS_TOKEN_TTL"}},
+		{"locked down on localhost", locked, "localhost:8080", nil},
+		{"locked down on ::1", locked, "[::1]:8080", nil},
+		{"locked down but public in development", locked, "0.0.0.0:8080", []string{"LISTEN_ADDR"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.cfg.UnsafeSettings(c.listen)
+			if len(got) != len(c.want) {
+				t.Fatalf("warnings = %q, want %d mentioning %q", got, len(c.want), c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %d = %q, want it to mention %s", i, got[i], w)
+				}
 			}
 		})
 	}

@@ -64,6 +64,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cfg.Logger = quiet
 	cfg.ReadyTimeout = 10 * time.Second
 	cfg.TouchInterval = 200 * time.Millisecond
+	// The images the test reconciler plays tricks with must pass the
+	// allow-list to reach it.
+	cfg.AllowedImages = []string{testImage, failImage, stuckImage, flakyImage}
 	pool := fsm.PoolConfig{MinSize: 0, MaxSize: 20, Image: testImage,
 		Resources: fsm.Resources{CPUCount: 1, MemoryMB: 512}}
 	for _, o := range opts {

@@ -25,15 +25,14 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req, true); err != nil {
 		return err
 	}
-	if req.Image != "" {
-		if err := validImage(req.Image); err != nil {
-			return err
-		}
-	} else {
+	if req.Image == "" {
 		// Name the image rather than leave it to the replicated pool
 		// configuration: right after a cluster's first start the leader may
 		// not have written that yet. Both come from SANDBOX_IMAGE.
 		req.Image = s.cfg.DefaultImage
+	}
+	if err := s.checkImage(req.Image); err != nil {
+		return err
 	}
 	reqID, err := requestIDFor(r, p, "acquire")
 	if err != nil {

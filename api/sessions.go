@@ -48,7 +48,7 @@ func (s *Server) sessionCommand(req sessionRequest, owner string) (*fsm.SessionC
 	if cmd.Image == "" {
 		cmd.Image = s.cfg.DefaultImage
 	}
-	if err := validImage(cmd.Image); err != nil {
+	if err := s.checkImage(cmd.Image); err != nil {
 		return nil, err
 	}
 	if req.CPUCount != nil {

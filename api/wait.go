@@ -67,8 +67,9 @@ func (s *Server) waitActive(ctx context.Context, id string, index uint64) (*fsm.
 		case fsm.StateActive, fsm.StatePaused:
 			return sb, nil
 		case fsm.StateFailed:
+			logFrom(ctx).Warn("sandbox placement failed", "sandbox.id", sb.ID, "image", sb.Image, "reason", sb.FailReason)
 			return nil, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
-				Msg: "sandbox placement failed: " + sb.FailReason, RetryAfter: 5, Err: errPlacementLost}
+				Msg: s.placementFailedMsg(sb.FailReason), RetryAfter: 5, Err: errPlacementLost}
 		case fsm.StateTerminating:
 			return nil, errUnavailable("sandbox was released while starting", errPlacementLost)
 		}

@@ -1,5 +1,10 @@
 package fsm
 
+// applyTokenRevoke records a token id (jti) as revoked until ExpiresAt. It
+// serves refresh and access tokens alike: jtis are random, so one table
+// holds both, and every apply purges rows past their expiry, which bounds
+// it by the tokens issued within one lifetime. The API checks access tokens
+// against it on every request, refresh tokens at rotation.
 func applyTokenRevoke(t *tx, c *TokenRevoke) *Response {
 	if c.TokenID == "" {
 		return fail(errorf(CodeInvalid, "token id is required"))

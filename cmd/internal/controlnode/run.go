@@ -62,6 +62,10 @@ func Run(args []string, d Defaults) error {
 	if err := apiCfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	// Development defaults start; each open door is said once, loudly.
+	for _, w := range apiCfg.UnsafeSettings(cfg.Listen) {
+		log.Warn("unsafe setting", "detail", w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -80,6 +84,12 @@ func Run(args []string, d Defaults) error {
 	if disc != nil {
 		defer disc.close()
 	}
+	var clusterTLS *cluster.TLS
+	if cfg.TLSCA != "" {
+		if clusterTLS, err = cluster.LoadTLS(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
 	state := fsm.New()
 	node, err := cluster.Open(cluster.Config{
 		ID:            cfg.NodeID,
@@ -89,6 +99,7 @@ func Run(args []string, d Defaults) error {
 		Bootstrap:     cfg.Bootstrap,
 		Peers:         cfg.Peers,
 		Join:          cfg.Join,
+		TLS:           clusterTLS,
 		Logger:        log,
 		Metrics:       clusterMetrics,
 	}, state)
