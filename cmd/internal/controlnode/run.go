@@ -84,12 +84,6 @@ func Run(args []string, d Defaults) error {
 	if disc != nil {
 		defer disc.close()
 	}
-	var clusterTLS *cluster.TLS
-	if cfg.TLSCA != "" {
-		if clusterTLS, err = cluster.LoadTLS(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
-			return fmt.Errorf("configuration: %w", err)
-		}
-	}
 	state := fsm.New()
 	node, err := cluster.Open(cluster.Config{
 		ID:            cfg.NodeID,
@@ -99,7 +93,6 @@ func Run(args []string, d Defaults) error {
 		Bootstrap:     cfg.Bootstrap,
 		Peers:         cfg.Peers,
 		Join:          cfg.Join,
-		TLS:           clusterTLS,
 		Logger:        log,
 		Metrics:       clusterMetrics,
 	}, state)
