@@ -82,6 +82,19 @@ type Config struct {
 	// DefaultExecTimeout applies when a request names none.
 	DefaultExecTimeout time.Duration
 
+	// ReadTimeout bounds reading a whole request, WriteTimeout answering it,
+	// IdleTimeout a keep-alive connection between requests (HTTP_*_TIMEOUT).
+	// Routes that legitimately take longer move their own deadlines
+	// (deadlines.go): exec by its timeout, transfers by TransferTimeout.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// TransferTimeout bounds one archive or raw file transfer, either way.
+	TransferTimeout time.Duration
+	// MaxStreamsPerUser caps one user's concurrent streaming execs and
+	// archive transfers (429 beyond).
+	MaxStreamsPerUser int
+
 	// RateLimitRPS and RateLimitBurst shape each user's token bucket.
 	RateLimitRPS   float64
 	RateLimitBurst int
@@ -122,6 +135,13 @@ func DefaultConfig() Config {
 		MaxOutputBytes:     1 << 20,
 		MaxExecTimeout:     300 * time.Second,
 		DefaultExecTimeout: 30 * time.Second,
+		ReadTimeout:        time.Minute,
+		// WriteTimeout 0: derived, 2 min or SANDBOX_READY_TIMEOUT + 30 s if
+		// longer, since any sandbox call may wait that long for a resume.
+		WriteTimeout:       0,
+		IdleTimeout:        2 * time.Minute,
+		TransferTimeout:    time.Hour,
+		MaxStreamsPerUser:  8,
 		RateLimitRPS:       50,
 		RateLimitBurst:     100,
 		TouchInterval:      10 * time.Second,
@@ -177,6 +197,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DefaultExecTimeout == 0 {
 		c.DefaultExecTimeout = min(d.DefaultExecTimeout, c.MaxExecTimeout)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = max(2*time.Minute, c.ReadyTimeout+deadlineMargin)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.TransferTimeout == 0 {
+		c.TransferTimeout = d.TransferTimeout
+	}
+	if c.MaxStreamsPerUser == 0 {
+		c.MaxStreamsPerUser = d.MaxStreamsPerUser
 	}
 	if c.RateLimitRPS == 0 {
 		c.RateLimitRPS = d.RateLimitRPS
@@ -256,6 +291,10 @@ func (c Config) Validate() error {
 		return errors.New("MAX_EXEC_TIMEOUT must be at least 1s")
 	case c.DefaultExecTimeout < time.Second || c.DefaultExecTimeout > c.MaxExecTimeout:
 		return fmt.Errorf("default exec timeout %s must be within 1s..%s", c.DefaultExecTimeout, c.MaxExecTimeout)
+	case c.ReadTimeout <= 0 || c.WriteTimeout < 0 || c.IdleTimeout <= 0 || c.TransferTimeout <= 0:
+		return errors.New("HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT, HTTP_IDLE_TIMEOUT and HTTP_TRANSFER_TIMEOUT must be positive")
+	case c.MaxStreamsPerUser < 1:
+		return errors.New("MAX_STREAMS_PER_USER must be at least 1")
 	case c.RateLimitRPS <= 0:
 		return errors.New("RATE_LIMIT_RPS must be positive")
 	case c.RateLimitBurst < 1:
@@ -303,6 +342,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	set("SANDBOX_IDLE_TIMEOUT", func(v string) (e error) { c.DefaultIdleTimeout, e = parseSecondsOrZero(v); return e })
 	set("SANDBOX_MAX_LIFETIME", func(v string) (e error) { c.DefaultLifetime, e = parseSecondsOrZero(v); return e })
 	set("SANDBOX_READY_TIMEOUT", func(v string) (e error) { c.ReadyTimeout, e = parseSeconds(v); return e })
+	set("HTTP_READ_TIMEOUT", func(v string) (e error) { c.ReadTimeout, e = parseSeconds(v); return e })
+	set("HTTP_WRITE_TIMEOUT", func(v string) (e error) { c.WriteTimeout, e = parseSeconds(v); return e })
+	set("HTTP_IDLE_TIMEOUT", func(v string) (e error) { c.IdleTimeout, e = parseSeconds(v); return e })
+	set("HTTP_TRANSFER_TIMEOUT", func(v string) (e error) { c.TransferTimeout, e = parseSeconds(v); return e })
+	set("MAX_STREAMS_PER_USER", func(v string) error {
+		n, perr := parsePositiveInt(v)
+		c.MaxStreamsPerUser = int(n)
+		return perr
+	})
 	set("RATE_LIMIT_RPS", func(v string) error {
 		f, perr := strconv.ParseFloat(v, 64)
 		if perr != nil || f <= 0 {

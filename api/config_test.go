@@ -46,6 +46,16 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Fatalf("config = %+v", c)
 			}
 		}},
+		{name: "server bounds", env: map[string]string{
+			"HTTP_READ_TIMEOUT": "30", "HTTP_WRITE_TIMEOUT": "90s", "HTTP_IDLE_TIMEOUT": "1m", "HTTP_TRANSFER_TIMEOUT": "2h", "MAX_STREAMS_PER_USER": "3",
+		}, check: func(t *testing.T, c Config) {
+			if c.ReadTimeout != 30*time.Second || c.WriteTimeout != 90*time.Second || c.IdleTimeout != time.Minute ||
+				c.TransferTimeout != 2*time.Hour || c.MaxStreamsPerUser != 3 {
+				t.Fatalf("config = %+v", c)
+			}
+		}},
+		{name: "bad stream cap", env: map[string]string{"MAX_STREAMS_PER_USER": "0"}, wantErr: "MAX_STREAMS_PER_USER"},
+		{name: "bad write timeout", env: map[string]string{"HTTP_WRITE_TIMEOUT": "never"}, wantErr: "HTTP_WRITE_TIMEOUT"},
 		{name: "bad admin user", env: map[string]string{"ADMIN_USERS": "a b"}, wantErr: "ADMIN_USERS"},
 		{name: "bad access ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "forever"}, wantErr: "ACCESS_TOKEN_TTL"},
 		{name: "access ttl over refresh ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "8760h"}, wantErr: "refresh TTL"},

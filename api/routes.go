@@ -19,7 +19,8 @@ func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // routes builds the public API. Middleware order: request id → logger →
 // recoverer → metrics, then per group authentication, rate limit and a body
-// limit sized for what the group accepts.
+// limit sized for what the group accepts; long-running routes then move
+// their own deadlines, and streams count against the per-user stream cap.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(requestID, s.logRequests, recoverer, s.instrument)
@@ -46,39 +47,42 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodPost, "/auth/revoke", handlerFunc(s.handleRevoke))
 
 				r.Route("/sessions", func(r chi.Router) {
-					r.Method(http.MethodPost, "/", handlerFunc(s.handleCreateSession))
+					r.Method(http.MethodPost, "/", s.withDeadline(s.placementBudget, handlerFunc(s.handleCreateSession)))
 					r.Method(http.MethodGet, "/", handlerFunc(s.handleListSessions))
 					r.Route("/{session_id}", func(r chi.Router) {
 						r.Method(http.MethodGet, "/", handlerFunc(s.handleGetSession))
 						r.Method(http.MethodDelete, "/", s.handleDeleteSession())
 						r.Method(http.MethodPost, "/pause", s.handlePauseSession())
-						r.Method(http.MethodPost, "/resume", s.handleResumeSession())
+						r.Method(http.MethodPost, "/resume", s.withDeadline(s.placementBudget, s.handleResumeSession()))
 					})
 				})
 
 				r.Route("/sandbox", func(r chi.Router) {
-					r.Method(http.MethodPost, "/acquire", handlerFunc(s.handleAcquire))
+					r.Method(http.MethodPost, "/acquire", s.withDeadline(s.placementBudget, handlerFunc(s.handleAcquire)))
 					r.Method(http.MethodPost, "/release", handlerFunc(s.handleRelease))
 					r.Method(http.MethodGet, "/stats", handlerFunc(s.handleStats))
 					r.Method(http.MethodGet, "/{sandbox_id}", handlerFunc(s.handleGetSandbox))
 				})
 				r.Method(http.MethodGet, "/sandboxes", handlerFunc(s.handleListSandboxes))
 
-				r.Method(http.MethodPost, "/execute", handlerFunc(s.handleExecute))
-				r.Method(http.MethodPost, "/execute/stream", handlerFunc(s.handleExecuteStream))
+				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
+				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
+					s.withDeadline(s.execBudget, handlerFunc(s.handleExecuteStream)))
 
 				r.Method(http.MethodPut, "/files", handlerFunc(s.handleWriteFile))
 				r.Method(http.MethodGet, "/files", handlerFunc(s.handleListFiles))
 				r.Method(http.MethodDelete, "/files", handlerFunc(s.handleDeleteFile))
-				r.Method(http.MethodGet, "/files/content", handlerFunc(s.handleReadContent))
+				r.Method(http.MethodGet, "/files/content", s.withDeadline(s.transferBudget, handlerFunc(s.handleReadContent)))
 				r.Method(http.MethodPost, "/files/mkdir", handlerFunc(s.handleMkdir))
-				r.Method(http.MethodGet, "/files/archive", handlerFunc(s.handleDownload))
+				r.With(s.limitStreams).Method(http.MethodGet, "/files/archive",
+					s.withDeadline(s.transferBudget, handlerFunc(s.handleDownload)))
 			})
 			// Raw and tar uploads get the larger upload limit.
 			r.Group(func(r chi.Router) {
 				r.Use(limitBody(s.cfg.MaxUploadBytes))
-				r.Method(http.MethodPut, "/files/content", handlerFunc(s.handleWriteContent))
-				r.Method(http.MethodPut, "/files/archive", handlerFunc(s.handleUpload))
+				r.Method(http.MethodPut, "/files/content", s.withDeadline(s.transferBudget, handlerFunc(s.handleWriteContent)))
+				r.With(s.limitStreams).Method(http.MethodPut, "/files/archive",
+					s.withDeadline(s.transferBudget, handlerFunc(s.handleUpload)))
 			})
 		})
 	})

@@ -68,6 +68,7 @@ type Server struct {
 	gather  prometheus.Gatherer
 	tokens  *tokenIssuer
 	limiter *rateLimiter
+	streams *streamLimiter
 	agents  *agentCache
 	touches *toucher
 
@@ -108,6 +109,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		gather:  gather,
 		tokens:  newTokenIssuer(cfg),
 		limiter: newRateLimiter(cfg.RateLimitRPS, cfg.RateLimitBurst),
+		streams: newStreamLimiter(cfg.MaxStreamsPerUser),
 		agents: newAgentCache(func(id string) bool {
 			_, err := deps.State.Sandbox(id)
 			return err == nil
@@ -124,7 +126,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Handler is the public API (the gateway listener, :8080 by default).
+// Handler is the public API (the gateway listener, :8080 by default). Serve
+// it with HTTPServer, whose timeouts the long-running routes rely on.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // OpsHandler is the operator listener (OPS_ADDR, loopback by default):

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -131,9 +130,10 @@ func Run(args []string, d Defaults) error {
 	}
 	defer srv.Close()
 
-	servers := []*http.Server{{Addr: cfg.Listen, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	// The API's servers carry its read, write and idle bounds.
+	servers := []*http.Server{srv.HTTPServer(cfg.Listen)}
 	if cfg.OpsListen != "" {
-		servers = append(servers, &http.Server{Addr: cfg.OpsListen, Handler: srv.OpsHandler(), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, srv.OpsHTTPServer(cfg.OpsListen))
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
