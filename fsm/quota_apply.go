@@ -20,16 +20,16 @@ func (t *tx) admitCreate(owner string, res Resources, session bool) *Error {
 	switch {
 	case q.MaxSandboxes > 0 && u.Sandboxes+1 > q.MaxSandboxes:
 		return quotaError(LimitSandboxes, concurrencyRetryAfter,
-			"quota exceeded: %s already has %d of %d live sandboxes", owner, u.Sandboxes, q.MaxSandboxes)
+			"%s already has %d of %d live sandboxes", owner, u.Sandboxes, q.MaxSandboxes)
 	case session && q.MaxSessions > 0 && u.Sessions+1 > q.MaxSessions:
 		return quotaError(LimitSessions, concurrencyRetryAfter,
-			"quota exceeded: %s already has %d of %d sessions", owner, u.Sessions, q.MaxSessions)
+			"%s already has %d of %d sessions", owner, u.Sessions, q.MaxSessions)
 	case q.MaxCPU > 0 && u.CPU+res.CPUCount > q.MaxCPU+1e-9:
 		return quotaError(LimitCPU, concurrencyRetryAfter,
-			"quota exceeded: %s uses %g of %g vCPU and asks for %g more", owner, u.CPU, q.MaxCPU, res.CPUCount)
+			"%s uses %g of %g vCPU and asks for %g more", owner, u.CPU, q.MaxCPU, res.CPUCount)
 	case q.MaxMemoryMB > 0 && u.MemoryMB+res.MemoryMB > q.MaxMemoryMB:
 		return quotaError(LimitMemoryMB, concurrencyRetryAfter,
-			"quota exceeded: %s uses %d of %d MB and asks for %d more", owner, u.MemoryMB, q.MaxMemoryMB, res.MemoryMB)
+			"%s uses %d of %d MB and asks for %d more", owner, u.MemoryMB, q.MaxMemoryMB, res.MemoryMB)
 	}
 	return t.recordCreate(owner, q.CreatesPerMinute)
 }
@@ -43,7 +43,7 @@ func (t *tx) recordCreate(owner string, perMinute int) *Error {
 		oldest := recent[len(recent)-perMinute]
 		wait := oldest.Add(quotaWindow).Sub(t.now)
 		return quotaError(LimitCreatesPerMinute, max(1, int(math.Ceil(wait.Seconds()))),
-			"quota exceeded: %s made %d creates in the last minute (limit %d)", owner, len(recent), perMinute)
+			"%s made %d creates in the last minute (limit %d)", owner, len(recent), perMinute)
 	}
 	keep := perMinute
 	if keep <= 0 {
@@ -59,8 +59,10 @@ func (t *tx) recordCreate(owner string, perMinute int) *Error {
 
 func (t *tx) createLog(owner string) *createLog { return readCreateLog(t.txn, owner) }
 
+// quotaError names the limit first, so that the message a user reads says
+// which quota refused them.
 func quotaError(limit string, retryAfter int, format string, args ...any) *Error {
-	e := errorf(CodeQuotaExceeded, format, args...)
+	e := errorf(CodeQuotaExceeded, "quota exceeded ("+limit+"): "+format, args...)
 	e.Limit = limit
 	e.RetryAfter = retryAfter
 	return e

@@ -78,7 +78,7 @@ func TestQuotaConcurrencyLimits(t *testing.T) {
 			cmd:   sessionCreate("s2", "alice", "b")},
 		{name: "cpu: exactly at the limit is accepted",
 			setup: cmds(quotaPool(Quota{MaxCPU: 3}, nil), acquire("alice", "a")), // 1 vCPU
-			cmd:   sessionCreate("s1", "alice", "b")},                             // 2 vCPU
+			cmd:   sessionCreate("s1", "alice", "b")},                            // 2 vCPU
 		{name: "cpu: over the limit",
 			setup: cmds(quotaPool(Quota{MaxCPU: 3}, nil), acquire("alice", "a"), acquire("alice", "b")),
 			cmd:   sessionCreate("s1", "alice", "c"), limit: LimitCPU, retryAfter: concurrencyRetryAfter},
@@ -87,7 +87,7 @@ func TestQuotaConcurrencyLimits(t *testing.T) {
 			cmd:   sessionCreate("s1", "alice", "b"), limit: LimitMemoryMB, retryAfter: concurrencyRetryAfter},
 		{name: "memory: requested resources count, not the pool's",
 			setup: cmds(quotaPool(Quota{MaxMemoryMB: 1024}, nil)),
-			cmd: &SandboxAcquire{Owner: "alice", NewID: "a", Resources: &Resources{CPUCount: 1, MemoryMB: 2048}},
+			cmd:   &SandboxAcquire{Owner: "alice", NewID: "a", Resources: &Resources{CPUCount: 1, MemoryMB: 2048}},
 			limit: LimitMemoryMB, retryAfter: concurrencyRetryAfter},
 		{name: "override wins over the default: higher",
 			setup: cmds(quotaPool(two, map[string]Quota{"alice": {MaxSandboxes: 3}}), acquire("alice", "a"), acquire("alice", "b")),
