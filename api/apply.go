@@ -16,6 +16,7 @@ func (s *Server) apply(ctx context.Context, cmd fsm.Command, requestID string) (
 	h.RequestID = requestID
 	resp, err := s.cluster.Apply(ctx, cmd)
 	if err != nil {
+		s.metrics.countQuotaRejection(err) // a refusal forwarded from the leader
 		var fe *fsm.Error
 		if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
 			return nil, err
@@ -23,6 +24,7 @@ func (s *Server) apply(ctx context.Context, cmd fsm.Command, requestID string) (
 		return nil, errUnavailable("cluster unavailable", err)
 	}
 	if err := resp.Error(); err != nil {
+		s.metrics.countQuotaRejection(err)
 		return nil, err
 	}
 	return resp, nil

@@ -26,6 +26,7 @@ const (
 	codeRateLimited   = "rate_limited"
 	codeUnavailable   = "unavailable"
 	codePoolExhausted = "pool_exhausted"
+	codeQuota         = "quota_exceeded"
 	codeInternal      = "internal"
 )
 
@@ -104,6 +105,8 @@ func classify(err error) *Error {
 			return &Error{Status: http.StatusUnprocessableEntity, Code: codeUnprocessable, Msg: fsmErr.Error()}
 		case fsm.CodePoolExhausted:
 			return &Error{Status: http.StatusServiceUnavailable, Code: codePoolExhausted, Msg: fsmErr.Error(), RetryAfter: 5}
+		case fsm.CodeQuotaExceeded:
+			return &Error{Status: http.StatusTooManyRequests, Code: codeQuota, Msg: fsmErr.Error(), RetryAfter: max(1, fsmErr.RetryAfter)}
 		}
 		return &Error{Status: http.StatusInternalServerError, Code: codeInternal, Msg: "internal error", Err: err}
 	case errors.As(err, &agentErr):

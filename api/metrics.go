@@ -16,6 +16,7 @@ type metrics struct {
 	sessionsCreated prometheus.Counter
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
+	quotaRejections *prometheus.CounterVec
 }
 
 // newMetrics registers the API's collectors on reg. Pool and session gauges
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
 			Help:    "HTTP request latency by method and route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quota_rejections_total",
+			Help: "Creates refused through this node by a user quota, by limit (sandboxes, sessions, cpu, memory_mb, creates_per_minute).",
+		}, []string{"limit"}),
 	}
 	stat := func(f func(fsm.PoolStats) int) func() float64 {
 		return func() float64 { return float64(f(st.PoolStats())) }
@@ -61,7 +66,7 @@ func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
 		}
 	}
 	collectors := []prometheus.Collector{
-		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration,
+		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration, m.quotaRejections,
 		// The guide's *_total names are counters (promtool refuses the
 		// suffix on a gauge): sandboxes and sessions ever created in the
 		// cluster, replicated in the FSM so every node reports the same.

@@ -64,6 +64,7 @@ func (s *Server) routes() http.Handler {
 					r.Method(http.MethodGet, "/{sandbox_id}", handlerFunc(s.handleGetSandbox))
 				})
 				r.Method(http.MethodGet, "/sandboxes", handlerFunc(s.handleListSandboxes))
+				r.Method(http.MethodGet, "/quota", handlerFunc(s.handleQuota))
 
 				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
