@@ -59,17 +59,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // grantedRole is the role a development-mode token carries: what the body
-// asks for, except that admin needs the operator's consent. With ADMIN_USERS
-// set, only those users get admin and anyone else asking for it gets user
-// (not an error, so the guide's body keeps working). With ADMIN_USERS unset
-// the old open behaviour stays, and start-up warns about it (UnsafeSettings):
-// the end-to-end suites still log in as admin that way.
+// asks for, except that admin needs the operator's consent: only the users
+// in ADMIN_USERS get it, and anyone else asking for it gets user (not an
+// error, so the guide's body keeps working). With ADMIN_USERS unset nobody
+// is admin.
 func (s *Server) grantedRole(user, asked string) string {
 	if asked != RoleAdmin {
 		return RoleUser
-	}
-	if len(s.cfg.AdminUsers) == 0 {
-		return RoleAdmin
 	}
 	if slices.Contains(s.cfg.AdminUsers, user) {
 		return RoleAdmin

@@ -67,6 +67,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	// The images the test reconciler plays tricks with must pass the
 	// allow-list to reach it.
 	cfg.AllowedImages = []string{testImage, failImage, stuckImage, flakyImage}
+	cfg.AdminUsers = []string{"root"}
 	pool := fsm.PoolConfig{MinSize: 0, MaxSize: 20, Image: testImage,
 		Resources: fsm.Resources{CPUCount: 1, MemoryMB: 512}}
 	for _, o := range opts {

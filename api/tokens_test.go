@@ -30,7 +30,7 @@ func TestDevelopmentAdminNeedsOperatorConsent(t *testing.T) {
 		{"listed user asking user", []string{"root"}, "root", "user", RoleUser},
 		{"listed user asking nothing", []string{"root"}, "root", "", RoleUser},
 		// No ADMIN_USERS: the open development behaviour stays (start-up warns).
-		{"no admin users configured", nil, "anyone", "admin", RoleAdmin},
+		{"no admin users configured: nobody is admin", nil, "anyone", "admin", RoleUser},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -152,7 +152,7 @@ func (n *haNode) create() {
 		"SANDBOX_STATE_DIR=" + filepath.Join(c.dir, "sb"), "SANDBOX_IMAGE=python:3.11-slim",
 		"POOL_MIN_SIZE=2", "POOL_MAX_SIZE=60", "SANDBOX_READY_TIMEOUT=20",
 		"JWT_SECRET=ha-test-secret-0123456789abcdef0123456789", "RATE_LIMIT_RPS=1000", "RATE_LIMIT_BURST=1000",
-		"LOG_FORMAT=text",
+		"LOG_FORMAT=text", "ADMIN_USERS=" + c.name + "-admin," + c.name + "-reader",
 	}
 	args := []string{"create", "--name", n.container, "--label", haTestLabel, "--label", "cloud-sandbox.ha=" + c.name,
 		"--network", c.apiNet, "--stop-timeout", "40",

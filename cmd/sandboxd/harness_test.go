@@ -108,7 +108,7 @@ func startNode(t testing.TB, o nodeOpts) *node {
 	n.args = []string{"-node-id", n.id, "-data-dir", dir, "-listen", api, "-ops-listen", ops, "-raft-addr", raft,
 		"-cluster-name", o.cluster, "-agent-bin", agentBin}
 	n.env = append(os.Environ(), "POOL_MIN_SIZE=2", "POOL_MAX_SIZE=8", "SANDBOX_IMAGE=python:3.11-slim",
-		"SANDBOX_LABELS=cloud-sandbox.test=1")
+		"SANDBOX_LABELS=cloud-sandbox.test=1", "ADMIN_USERS=ops,root")
 	for k, v := range o.env {
 		n.env = append(n.env, k+"="+v)
 	}
