@@ -114,6 +114,7 @@ func (e *startError) result() *ExecResult {
 // run starts p, feeds its stdin, collects its output and returns how it
 // ended. Cancelling ctx (the client went away) kills the process group.
 func (s *Server) run(ctx context.Context, p procSpec, onOutput outputFunc) (*ExecResult, error) {
+	startMemoryGuard(s.log)
 	stdin, stdinW, err := s.stdinFor(p.stdin)
 	if err != nil {
 		return nil, err
@@ -145,6 +146,7 @@ func (s *Server) run(ctx context.Context, p procSpec, onOutput outputFunc) (*Exe
 		closeAll(stdinW, outR, errR)
 		return nil, &startError{name: p.argv[0], err: err}
 	}
+	markUserProcess(s.log, pid)
 	s.track(pid, true)
 	defer s.track(pid, false)
 
