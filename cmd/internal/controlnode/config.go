@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,10 @@ type config struct {
 	Join        []string
 	ClusterName string
 
+	// TLSCA, TLSCert and TLSKey are PEM files for mutual TLS on the cluster
+	// port; all empty is plain TCP.
+	TLSCA, TLSCert, TLSKey string
+
 	Driver        string
 	AgentBin      string
 	StateDir      string
@@ -45,6 +50,9 @@ type config struct {
 	// although other control nodes may have to resume them (development
 	// only: production refuses it).
 	archiveWarning string
+	// tlsWarning is set when the cluster port is reachable off loopback
+	// without TLS (development only: production refuses it).
+	tlsWarning string
 }
 
 // Defaults are the flag defaults a binary starts from; the environment and
@@ -87,6 +95,9 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	fs.StringVar(&c.Advertise, "advertise", env("RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: -raft-addr)")
 	peers := fs.String("peers", env("PEERS", d.Peers), "static peers id=host:port,... (every node gets the same list, itself included)")
 	join := fs.String("join", env("JOIN", ""), "addresses of running nodes to join, comma separated")
+	fs.StringVar(&c.TLSCA, "tls-ca", env("TLS_CA_FILE", ""), "cluster CA certificate (PEM) for mutual TLS between control nodes")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("TLS_CERT_FILE", ""), "this node's certificate (PEM), signed by -tls-ca")
+	fs.StringVar(&c.TLSKey, "tls-key", env("TLS_KEY_FILE", ""), "this node's private key (PEM)")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", envBool(getenv("BOOTSTRAP"), false), "bootstrap a single-node cluster (the default when neither -peers nor -join is given)")
 	fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", "cloud-sandbox"), "name labelling this cluster's sandboxes")
 	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker (local) or nomad")
@@ -169,13 +180,79 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	} else {
 		c.Pool.Resources.DiskMB = int64(v)
 	}
-	if err := errors.Join(c.validate(), c.checkArchive(getenv)); err != nil {
+	if err := errors.Join(c.validate(), c.checkArchive(getenv), c.checkTLS(getenv)); err != nil {
 		return c, err
 	}
-	if c.archiveWarning != "" {
-		newLogger(c).Warn(c.archiveWarning)
+	for _, w := range []string{c.archiveWarning, c.tlsWarning} {
+		if w != "" {
+			newLogger(c).Warn(w)
+		}
 	}
 	return c, nil
+}
+
+// checkTLS wants the three TLS files together, and refuses in production
+// mode a cluster port that other machines can reach (RAFT_ADDR,
+// RAFT_ADVERTISE, PEERS or JOIN off loopback) without TLS: anyone reaching
+// it could join as a voter, read the state or apply any command.
+// Development only warns.
+func (c *config) checkTLS(getenv func(string) string) error {
+	set := 0
+	for _, f := range []string{c.TLSCA, c.TLSCert, c.TLSKey} {
+		if f != "" {
+			set++
+		}
+	}
+	if set == 3 {
+		return nil
+	}
+	if set > 0 {
+		return errors.New("TLS_CA_FILE (-tls-ca), TLS_CERT_FILE (-tls-cert) and TLS_KEY_FILE (-tls-key) go together: set all three or none")
+	}
+	exposed := c.offLoopback()
+	if exposed == "" {
+		return nil
+	}
+	msg := fmt.Sprintf("the cluster port is reachable off loopback (%s) without TLS: anyone who reaches it can join as a voter, "+
+		"read all state and apply any command; set TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE "+
+		"(create them with `sandboxd tls ca create` and `sandboxd tls cert create`)", exposed)
+	if getenv("SANDBOX_MODE") == api.ModeProduction {
+		return errors.New(msg + " (refused with SANDBOX_MODE=production)")
+	}
+	c.tlsWarning = msg
+	return nil
+}
+
+// offLoopback names the first cluster address that is not on loopback, or "".
+func (c *config) offLoopback() string {
+	addrs := []struct{ what, addr string }{{"RAFT_ADDR", c.RaftAddr}, {"RAFT_ADVERTISE", c.Advertise}}
+	for _, p := range c.Peers {
+		addrs = append(addrs, struct{ what, addr string }{"PEERS", p.Addr})
+	}
+	for _, j := range c.Join {
+		addrs = append(addrs, struct{ what, addr string }{"JOIN", j})
+	}
+	for _, a := range addrs {
+		if !isLoopback(a.addr) {
+			return a.what + " " + a.addr
+		}
+	}
+	return ""
+}
+
+// isLoopback reports whether host:port names only this machine. An empty
+// host (":7000") listens on every interface, and a DNS name other than
+// localhost may resolve anywhere: neither is loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkArchive refuses, before the node opens Raft, a Nomad driver that

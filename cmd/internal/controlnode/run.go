@@ -83,6 +83,12 @@ func Run(args []string, d Defaults) error {
 	if disc != nil {
 		defer disc.close()
 	}
+	var clusterTLS *cluster.TLS
+	if cfg.TLSCA != "" {
+		if clusterTLS, err = cluster.LoadTLS(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
 	state := fsm.New()
 	node, err := cluster.Open(cluster.Config{
 		ID:            cfg.NodeID,
@@ -92,6 +98,7 @@ func Run(args []string, d Defaults) error {
 		Bootstrap:     cfg.Bootstrap,
 		Peers:         cfg.Peers,
 		Join:          cfg.Join,
+		TLS:           clusterTLS,
 		Logger:        log,
 		Metrics:       clusterMetrics,
 	}, state)
