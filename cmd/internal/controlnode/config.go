@@ -180,6 +180,9 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	} else {
 		c.Pool.Resources.DiskMB = int64(v)
 	}
+	if c.Pool.Quota, err = quotaFromEnv(getenv); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(c.validate(), c.checkArchive(getenv), c.checkTLS(getenv)); err != nil {
 		return c, err
 	}
