@@ -178,11 +178,8 @@ job "sandbox" {
 
       resources {
         cpu        = var.cpu_mhz
-        # The user's memory plus its tmpfs (/workspace, /tmp, /dev/shm), whose
-        # pages the kernel charges to this cgroup; the agent keeps processes
-        # to memory_mb.
-        memory     = var.memory_mb + var.disk_mb + 2 * var.tmp_mb
-        memory_max = var.memory_mb + var.disk_mb + 2 * var.tmp_mb
+        memory     = var.memory_mb
+        memory_max = var.memory_mb
       }
     }
   }

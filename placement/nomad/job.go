@@ -141,15 +141,10 @@ func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
 	task.User = placement.SandboxUser
 	task.KillTimeout = ptr(5 * time.Second)
 	task.LogConfig = &api.LogConfig{MaxFiles: ptr(logFiles), MaxFileSizeMB: ptr(logFileMB)}
-	// Memory is the user's plus the tmpfs it can fill (/workspace, /tmp,
-	// /dev/shm): tmpfs pages are charged to the task's memory cgroup, so a
-	// full disk must not leave the agent without memory; the agent keeps user
-	// processes to MemoryMB (placement/DESIGN.md, "Abuse"). Reserved and
-	// limit are equal: no oversubscription.
 	task.Resources = &api.Resources{
 		CPU:         ptr(sh.cpuMHz(res.CPUCount)),
-		MemoryMB:    ptr(int(res.MemoryMB + res.DiskMB + 2*d.cfg.TmpSizeMB)),
-		MemoryMaxMB: ptr(int(res.MemoryMB + res.DiskMB + 2*d.cfg.TmpSizeMB)),
+		MemoryMB:    ptr(int(res.MemoryMB)),
+		MemoryMaxMB: ptr(int(res.MemoryMB)), // no oversubscription
 	}
 	task.Config = d.taskConfig(spec, res)
 	// The secret reaches the agent as a file in the task's secrets/ dir
