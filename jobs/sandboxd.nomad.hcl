@@ -3,8 +3,12 @@
 # (BOOTSTRAP_EXPECT=3), placing sandboxes as Nomad jobs (PLACEMENT_DRIVER=nomad).
 # See placement/DESIGN.md, "Running on Nomad".
 #
+#   sandboxd tls ca create -dir tls
+#   sandboxd tls cert create -ca-cert tls/ca.pem -ca-key tls/ca-key.pem -name node -dir tls \
+#     -hosts <the IP of every client that may run sandboxd>   # peers dial NOMAD_ADDR_raft
 #   nomad var put nomad/jobs/sandboxd jwt_secret=$(openssl rand -hex 32) nomad_token=<token> \
-#     api_keys=<key:user[:role],...> minio_access_key=<key> minio_secret_key=<secret>
+#     api_keys=<key:user[:role],...> minio_access_key=<key> minio_secret_key=<secret> \
+#     tls_ca=@tls/ca.pem tls_cert=@tls/node.pem tls_key=@tls/node-key.pem
 #   nomad job run -var image=registry.example/cloud-sandbox/sandboxd:1.0 \
 #     -var minio_endpoint=s3.internal:9000 jobs/sandboxd.nomad.hcl
 
@@ -120,6 +124,29 @@ job "sandboxd" {
         MINIO_ENDPOINT     = var.minio_endpoint
         MINIO_BUCKET       = "cloud-sandbox-archives"
         MINIO_USE_SSL      = "true"
+        # Mutual TLS on the Raft/RPC port: production refuses it plain.
+        TLS_CA_FILE        = "${NOMAD_SECRETS_DIR}/tls/ca.pem"
+        TLS_CERT_FILE      = "${NOMAD_SECRETS_DIR}/tls/node.pem"
+        TLS_KEY_FILE       = "${NOMAD_SECRETS_DIR}/tls/node-key.pem"
+      }
+
+      template {
+        destination = "secrets/tls/ca.pem"
+        perms       = "0400"
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/sandboxd\" }}{{ .tls_ca }}{{ end }}"
+      }
+      template {
+        destination = "secrets/tls/node.pem"
+        perms       = "0400"
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/sandboxd\" }}{{ .tls_cert }}{{ end }}"
+      }
+      template {
+        destination = "secrets/tls/node-key.pem"
+        perms       = "0400"
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/sandboxd\" }}{{ .tls_key }}{{ end }}"
       }
 
       # Secrets come from a Nomad Variable at nomad/jobs/sandboxd, readable

@@ -103,6 +103,12 @@ func renderOverlay(t *testing.T, kubectl, overlay string) map[string]k8sObject {
 	if err := os.WriteFile(filepath.Join(dir, "k8s/prod/jwt-secret.env"), []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The cluster TLS files `sandboxd tls` makes; their content is not read here.
+	for _, f := range []string{"ca.pem", "node.pem", "node-key.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, "k8s/prod", f), []byte("test\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(dir, "k8s", overlay)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", overlay, err, out)
@@ -175,6 +181,11 @@ func TestK8sOverlays(t *testing.T) {
 			}
 			if n := len(strings.Split(env["PEERS"], ",")); n != tt.peers {
 				t.Errorf("PEERS %q lists %d nodes, want %d", env["PEERS"], n, tt.peers)
+			}
+			// Production refuses a plain Raft port off loopback: its peers
+			// must come with the cluster TLS files.
+			if hasTLS := env["TLS_CA_FILE"] != "" && env["TLS_CERT_FILE"] != "" && env["TLS_KEY_FILE"] != ""; hasTLS != (tt.mode == "production") {
+				t.Errorf("%s: TLS_CA_FILE/TLS_CERT_FILE/TLS_KEY_FILE set = %v, want %v", tt.overlay, hasTLS, tt.mode == "production")
 			}
 			for i, p := range strings.Split(env["PEERS"], ",") {
 				if want := "sandboxd-" + string(rune('0'+i)) + "=sandboxd-" + string(rune('0'+i)) + ".sandboxd-peers:7000"; p != want {

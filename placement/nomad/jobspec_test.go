@@ -92,6 +92,19 @@ func one(t *testing.T, tr tree, typ string) tree {
 	return l[0]
 }
 
+// templateTo is the task's template block that renders dest.
+func templateTo(t *testing.T, task tree, dest string) tree {
+	t.Helper()
+	l, _ := task["template"].([]tree)
+	for _, tm := range l {
+		if tm["destination"] == dest {
+			return tm
+		}
+	}
+	t.Fatalf("no template renders %s", dest)
+	return nil
+}
+
 // norm makes Go and HCL values comparable: both through JSON.
 func norm(t *testing.T, v any) any {
 	t.Helper()
@@ -143,7 +156,11 @@ func TestSandboxdJobDeploysThreeServers(t *testing.T) {
 		{"PLACEMENT_DRIVER", env["PLACEMENT_DRIVER"], "nomad"},
 		{"BOOTSTRAP_EXPECT", env["BOOTSTRAP_EXPECT"], "3"},
 		{"CONSUL_HTTP_ADDR", env["CONSUL_HTTP_ADDR"], "<runtime>"},
-		{"secrets template env", one(t, task, "template")["env"], true},
+		{"secrets template env", templateTo(t, task, "secrets/sandboxd.env")["env"], true},
+		{"SANDBOX_MODE", env["SANDBOX_MODE"], "production"},
+		{"TLS_CA_FILE", env["TLS_CA_FILE"], "<runtime>"},
+		{"TLS cert rendered", templateTo(t, task, "secrets/tls/node.pem")["perms"], "0400"},
+		{"TLS key rendered", templateTo(t, task, "secrets/tls/node-key.pem")["perms"], "0400"},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
