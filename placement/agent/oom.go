@@ -27,8 +27,9 @@ import (
 //     the container gave it: lowering would need CAP_SYS_RESOURCE);
 //   - the memory guard polls the cgroup's anonymous memory and kills the
 //     largest user process once it exceeds the limit less the tmpfs sizes,
-//     which is the memory the user asked for. The cgroup limit stays the
-//     hard bound; the guard only adds the user's own bound beneath it.
+//     which is the memory the user asked for when the driver sized the
+//     cgroup so and says so (SANDBOX_MEMORY_GUARD=on). The cgroup limit
+//     stays the hard bound; the guard adds the user's own bound beneath it.
 
 // userOOMScoreAdj is the most killable score: the kernel's OOM killer picks
 // a process at 1000 before any other that is not also at 1000.
@@ -50,8 +51,8 @@ const agentSoftMemoryLimit = 32 << 20
 const agentThreads = 16
 
 // guardMinBudget is the smallest user budget the guard enforces: below it
-// the container was not sized with room for its tmpfs (an older driver)
-// and the cgroup limit alone applies, as before.
+// the container was not sized with room for its tmpfs after all, and the
+// cgroup limit alone applies.
 const guardMinBudget = 16 << 20
 
 // markUserProcess makes pid the OOM killer's first choice. It runs right
@@ -98,7 +99,15 @@ type memoryGuard struct {
 	budget int64
 }
 
+// GuardEnv is set to "on" by a driver that sizes the cgroup as the user's
+// memory plus its tmpfs: only then is the limit less the tmpfs the user's
+// memory, and only then does the guard run.
+const GuardEnv = "SANDBOX_MEMORY_GUARD"
+
 func newMemoryGuard(log *slog.Logger) (*memoryGuard, error) {
+	if v := os.Getenv(GuardEnv); v != "on" {
+		return nil, fmt.Errorf("%s=%q, not on: the cgroup limit is the user's memory", GuardEnv, v)
+	}
 	g := &memoryGuard{log: log.With("component", "memory-guard")}
 	// cgroup v2 first; v1 as Docker mounts it at /sys/fs/cgroup/memory.
 	for _, c := range []struct{ max, stat, key string }{
