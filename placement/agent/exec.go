@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 )
 
 // maxArgvCode is the largest program passed as "-c CODE"; Linux refuses
@@ -39,7 +42,64 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		res = se.result()
 	}
 	s.log.Debug("agent: exec", "argv0", spec.argv[0], "exit_code", res.ExitCode, "duration_ms", res.DurationMs, "timed_out", res.TimedOut)
-	s.writeJSON(w, http.StatusOK, res)
+	if err := writeResult(w, res); err != nil {
+		s.log.Debug("agent: write response", "err", err)
+	}
+}
+
+// resultChunk is how much output is escaped at a time by writeResult.
+const resultChunk = 64 << 10
+
+// writeResult answers res as JSON, byte for byte what json.Encoder writes,
+// but escapes stdout and stderr a chunk at a time: the encoder builds the
+// whole answer in memory first, up to six times the output (a NUL becomes
+// \u0000), and at the 64 MiB cap that killed the agent of a small sandbox.
+func writeResult(w http.ResponseWriter, res *ExecResult) error {
+	rest := *res
+	rest.Stdout, rest.Stderr = "", ""
+	frame, err := json.Marshal(&rest) // every other field, so none is forgotten
+	if err != nil {
+		return fmt.Errorf("encode exec result: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, resultChunk)
+	for _, f := range []struct{ key, val string }{{`"stdout":""`, res.Stdout}, {`"stderr":""`, res.Stderr}} {
+		before, after, ok := bytes.Cut(frame, []byte(f.key))
+		if !ok {
+			return fmt.Errorf("encode exec result: no %s in %s", f.key, frame)
+		}
+		bw.Write(before)
+		bw.WriteString(f.key[:len(f.key)-1])
+		if err := writeJSONText(bw, f.val); err != nil {
+			return err
+		}
+		bw.WriteByte('"')
+		frame = after
+	}
+	bw.Write(frame)
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
+// writeJSONText writes s escaped as inside a JSON string, cut at rune starts
+// so that each piece escapes exactly as the whole would.
+func writeJSONText(w *bufio.Writer, s string) error {
+	for len(s) > 0 {
+		n := min(len(s), resultChunk)
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n++
+		}
+		q, err := json.Marshal(s[:n])
+		if err != nil {
+			return fmt.Errorf("encode exec output: %w", err)
+		}
+		if _, err := w.Write(q[1 : len(q)-1]); err != nil {
+			return err
+		}
+		s = s[n:]
+	}
+	return nil
 }
 
 func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // drainGrace bounds how long output is read after the process group is gone:
@@ -38,11 +39,28 @@ type procSpec struct {
 type outputFunc func(stream string, data string)
 
 // capture reads one output stream to EOF, keeping the first max bytes and
-// discarding the rest so the child never blocks on a full pipe.
+// discarding the rest so the child never blocks on a full pipe. Its buffer
+// never grows past max: the agent's memory is the sandbox's (issue 11).
 type capture struct {
-	buf       bytes.Buffer
+	buf       []byte
 	max       int64
 	truncated bool
+}
+
+// keep appends b, growing the buffer by doubling but never beyond max.
+func (c *capture) keep(b []byte) {
+	if need := len(c.buf) + len(b); need > cap(c.buf) {
+		grown := make([]byte, len(c.buf), min(max(2*cap(c.buf), need, readChunk), int(c.max)))
+		copy(grown, c.buf)
+		c.buf = grown
+	}
+	c.buf = append(c.buf, b...)
+}
+
+// text is what was kept, as valid UTF-8. It shares the buffer (no second
+// copy of up to max bytes): call it once the stream is read.
+func (c *capture) text() string {
+	return strings.ToValidUTF8(unsafe.String(unsafe.SliceData(c.buf), len(c.buf)), "\uFFFD")
 }
 
 func (c *capture) run(r *os.File, stream string, onOutput outputFunc) {
@@ -52,11 +70,11 @@ func (c *capture) run(r *os.File, stream string, onOutput outputFunc) {
 		n, err := r.Read(chunk)
 		if n > 0 {
 			keep := chunk[:n]
-			if room := c.max - int64(c.buf.Len()); int64(n) > room {
+			if room := c.max - int64(len(c.buf)); int64(n) > room {
 				keep = chunk[:max(room, 0)]
 				c.truncated = true
 			}
-			c.buf.Write(keep)
+			c.keep(keep)
 			if onOutput != nil && len(keep) > 0 {
 				data := append(carry, keep...)
 				data, carry = cutIncompleteRune(data)
@@ -192,8 +210,8 @@ func (s *Server) run(ctx context.Context, p procSpec, onOutput outputFunc) (*Exe
 
 	res := &ExecResult{
 		ExitCode:        exitCode(ws),
-		Stdout:          strings.ToValidUTF8(stdout.buf.String(), "\uFFFD"),
-		Stderr:          strings.ToValidUTF8(stderr.buf.String(), "\uFFFD"),
+		Stdout:          stdout.text(),
+		Stderr:          stderr.text(),
 		StdoutTruncated: stdout.truncated,
 		StderrTruncated: stderr.truncated,
 		DurationMs:      elapsed.Milliseconds(),
