@@ -111,9 +111,9 @@ func TestAbuseForkBomb(t *testing.T) {
 // agent's memory does not follow it, and the sandbox keeps answering.
 //
 // The output the agent holds for an exec is memory used for the user and
-// counts toward the user's memory: the largest cap (64 MiB a stream, held
-// about three times over while the answer is encoded) needs a sandbox with
-// more memory than abuseResources, or the guard kills the flooding command.
+// counts toward the user's memory: the largest cap (64 MiB a stream) needs a
+// sandbox with more memory than abuseResources, or the guard kills the
+// flooding command (never the agent).
 func TestAbuseOutputFlood(t *testing.T) {
 	d := newDriver(t, nil)
 	res := abuseResources
@@ -128,6 +128,8 @@ func TestAbuseOutputFlood(t *testing.T) {
 		{"zeros to stderr", agent.ExecRequest{Shell: "head -c 200000000 /dev/zero >&2", MaxOutputBytes: 1 << 20}, false},
 		{"default cap", agent.ExecRequest{Shell: "yes | head -c 200000000"}, false},
 		{"largest cap", agent.ExecRequest{Shell: "yes | head -c 200000000", MaxOutputBytes: 64 << 20}, false},
+		// A NUL is six bytes of JSON: the answer is escaped as it is written.
+		{"NULs on both streams at the largest cap", agent.ExecRequest{Shell: "head -c 100000000 /dev/zero; head -c 100000000 /dev/zero >&2", MaxOutputBytes: 64 << 20}, false},
 		{"streamed", agent.ExecRequest{Shell: "yes | head -c 200000000", MaxOutputBytes: 1 << 20}, true},
 	}
 	for _, tt := range tests {
