@@ -176,10 +176,17 @@ job "sandbox" {
         right_delimiter = "nomad-no-template]]"
       }
 
+      env {
+        SANDBOX_MEMORY_GUARD = "on"
+      }
+
       resources {
         cpu        = var.cpu_mhz
-        memory     = var.memory_mb
-        memory_max = var.memory_mb
+        # The user's memory plus its tmpfs (/workspace, /tmp, /dev/shm), whose
+        # pages the kernel charges to this cgroup; the agent keeps processes
+        # to memory_mb.
+        memory     = var.memory_mb + var.disk_mb + 2 * var.tmp_mb
+        memory_max = var.memory_mb + var.disk_mb + 2 * var.tmp_mb
       }
     }
   }

@@ -74,7 +74,8 @@ func TestNomadGuideFlow(t *testing.T) {
 		}
 		id := clusterContainer(t, cluster)
 		got := inspect(t, id, `{{.Config.User}}|{{.HostConfig.CapDrop}}|{{.HostConfig.ReadonlyRootfs}}|{{.HostConfig.SecurityOpt}}|{{.HostConfig.PidsLimit}}|{{.HostConfig.Memory}}|{{.HostConfig.Privileged}}`)
-		want := fmt.Sprintf("1000:1000|[all]|true|[no-new-privileges]|256|%d|false", 512<<20)
+		// Memory: the session's 512 MiB beside its 512 MiB disk, /tmp and /dev/shm.
+		want := fmt.Sprintf("1000:1000|[all]|true|[no-new-privileges]|256|%d|false", (512+512+2*64)<<20)
 		if got != want {
 			t.Errorf("docker inspect of a sandbox task:\n got %s\nwant %s", got, want)
 		}

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +40,39 @@ func stillWorks(t *testing.T, d *Driver, s *sandbox, what string) {
 	}
 }
 
+// TestAbuseDiskFull: filling /workspace, /tmp and /dev/shm to their sizes
+// answers ENOSPC; nothing is OOM-killed, and the files stay readable.
+func TestAbuseDiskFull(t *testing.T) {
+	d := newDriver(t, nil)
+	s := newSandbox(t, d, placement.Spec{Resources: abuseResources})
+	neighbour := newSandbox(t, d, placement.Spec{Resources: abuseResources})
+
+	tests := []struct{ name, path string }{
+		{"workspace", "/workspace/fill"},
+		{"tmp", "/tmp/fill"},
+		{"shm", "/dev/shm/fill"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := s.exec(t, agent.ExecRequest{Shell: "dd if=/dev/zero of=" + tt.path + " bs=1M", Timeout: time.Minute})
+			if res.ExitCode == 0 || !strings.Contains(res.Stderr, "No space left on device") {
+				t.Fatalf("dd until %s is full: exit %d, stderr %q; want No space left on device", tt.path, res.ExitCode, res.Stderr)
+			}
+			t.Logf("%s full: %s", tt.path, lastLine(res.Stderr))
+			stillWorks(t, d, s, tt.name+" full")
+		})
+	}
+	// Everything full at once is the worst case for the memory limit.
+	if res := s.sh(t, "ls -l /workspace/fill /tmp/fill /dev/shm/fill"); res.ExitCode != 0 {
+		t.Errorf("the filled files: %+v", res)
+	}
+	stillWorks(t, d, s, "all full")
+	stillWorks(t, d, neighbour, "neighbour")
+	if res := s.sh(t, "rm /workspace/fill /tmp/fill /dev/shm/fill && echo x > /workspace/after && cat /workspace/after"); res.Stdout != "x\n" {
+		t.Errorf("write after freeing space: %+v", res)
+	}
+}
+
 // memoryHog grows by 16 MiB at a time and touches every page, the way real
 // programs run out of memory (not one impossible allocation).
 const memoryHog = `
@@ -48,7 +82,7 @@ while True:
 `
 
 // TestAbuseMemoryBomb: the process that exhausts memory is killed, not the
-// agent, whichever way it was started.
+// agent; also with a full disk, when the tmpfs pages leave the least room.
 func TestAbuseMemoryBomb(t *testing.T) {
 	d := newDriver(t, nil)
 	s := newSandbox(t, d, placement.Spec{Resources: abuseResources})
@@ -60,6 +94,7 @@ func TestAbuseMemoryBomb(t *testing.T) {
 		{"python warm", "", agent.ExecRequest{Language: "python", Code: memoryHog}},
 		{"python cold", "", agent.ExecRequest{Argv: []string{"python3", "-u", "-c", memoryHog}}},
 		{"shell child", "", agent.ExecRequest{Shell: "python3 -c '" + memoryHog + "'; echo survived $?"}},
+		{"with a full disk", "dd if=/dev/zero of=/workspace/fill bs=1M 2>/dev/null; true", agent.ExecRequest{Language: "python", Code: memoryHog}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +111,37 @@ func TestAbuseMemoryBomb(t *testing.T) {
 			stillWorks(t, d, s, tt.name)
 		})
 	}
+}
+
+// slowHog grows by 4 MiB at a time, reporting its size, slowly enough
+// that the agent's memory guard, not the cgroup limit, stops it.
+const slowHog = `
+import sys, time
+chunks = []
+while True:
+    chunks.append(bytearray(4 << 20))
+    print(len(chunks) * 4, flush=True)
+    time.sleep(0.02)
+`
+
+// TestAbuseMemoryLimitAsSet: the container's limit leaves room for the
+// disks, yet a process is stopped near the memory the user asked for, not
+// at that limit: it never gets the disk's room as memory.
+func TestAbuseMemoryLimitAsSet(t *testing.T) {
+	d := newDriver(t, nil)
+	s := newSandbox(t, d, placement.Spec{Resources: abuseResources})
+	res := s.exec(t, agent.ExecRequest{Language: "python", Code: slowHog, Timeout: time.Minute})
+	reached, _ := strconv.Atoi(lastLine(res.Stdout))
+	t.Logf("slow hog: exit %d, reached %d MiB of a %d MiB memory limit (cgroup limit %d MiB)", res.ExitCode, reached, abuseResources.MemoryMB, d.memoryLimitMB(abuseResources))
+	if res.ExitCode != 137 || res.TimedOut {
+		t.Fatalf("slow hog: exit %d, timed out %t; want killed (137)", res.ExitCode, res.TimedOut)
+	}
+	// Half the disk is far more than what the guard's polling lets through
+	// at 200 MiB/s, and far less than the cgroup limit would allow.
+	if max := abuseResources.MemoryMB + abuseResources.DiskMB/2; int64(reached) >= max {
+		t.Errorf("the hog reached %d MiB, want it stopped below %d MiB (memory %d MiB)", reached, max, abuseResources.MemoryMB)
+	}
+	stillWorks(t, d, s, "slow hog")
 }
 
 // TestAbuseForkBomb: after a fork bomb that fills the pids limit and is

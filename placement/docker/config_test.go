@@ -50,12 +50,12 @@ func TestContainerSpec(t *testing.T) {
 		name        string
 		spec        placement.Spec
 		wantNetwork string
-		wantMemMB   int64
+		wantMemMB   int64 // memory + disk + /tmp + /dev/shm: tmpfs pages count
 		wantNano    int64
 		wantDisk    string
 	}{
-		{"defaults without network", placement.Spec{ID: "a1", Image: "img"}, "none", 512, 1e9, "size=512m"},
-		{"request sizes with egress", placement.Spec{ID: "a2", Image: "img", Network: true, Resources: fsm.Resources{CPUCount: 0.5, MemoryMB: 128, DiskMB: 32}}, "bridge", 128, 5e8, "size=32m"},
+		{"defaults without network", placement.Spec{ID: "a1", Image: "img"}, "none", 512 + 512 + 2*64, 1e9, "size=512m"},
+		{"request sizes with egress", placement.Spec{ID: "a2", Image: "img", Network: true, Resources: fsm.Resources{CPUCount: 0.5, MemoryMB: 128, DiskMB: 32}}, "bridge", 128 + 32 + 2*64, 5e8, "size=32m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

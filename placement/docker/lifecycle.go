@@ -75,7 +75,7 @@ func (d *Driver) Update(ctx context.Context, sandboxID string, res fsm.Resources
 		return fmt.Errorf("update sandbox: %w", err)
 	}
 	res = d.resources(res)
-	_, err := d.docker.ContainerUpdate(ctx, d.containerName(sandboxID), container.UpdateConfig{Resources: limits(res)})
+	_, err := d.docker.ContainerUpdate(ctx, d.containerName(sandboxID), container.UpdateConfig{Resources: d.limits(res)})
 	if errdefs.IsNotFound(err) {
 		return fmt.Errorf("update sandbox %s: %w", sandboxID, placement.ErrNotFound)
 	}

@@ -175,11 +175,13 @@ func TestUpdateLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		hc := info.HostConfig
-		if hc.Memory != res.MemoryMB<<20 || hc.MemorySwap != hc.Memory || hc.NanoCPUs != int64(res.CPUCount*1e9) {
+		// The user's memory beside the default disk, /tmp and /dev/shm.
+		limit := d.memoryLimitMB(d.resources(res)) << 20
+		if hc.Memory != limit || hc.MemorySwap != hc.Memory || hc.NanoCPUs != int64(res.CPUCount*1e9) {
 			t.Errorf("after Update %+v: Memory %d Swap %d NanoCPUs %d", res, hc.Memory, hc.MemorySwap, hc.NanoCPUs)
 		}
 		out := s.sh(t, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
-		if got, want := strings.TrimSpace(out.Stdout), itoa(res.MemoryMB<<20); got != want {
+		if got, want := strings.TrimSpace(out.Stdout), itoa(limit); got != want {
 			t.Errorf("memory limit seen inside = %q, want %s", got, want)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 // Labels every container of this driver carries.
@@ -67,13 +68,24 @@ func (d *Driver) resources(res fsm.Resources) fsm.Resources {
 }
 
 // limits is the part of a container's resources that Update can change.
-func limits(res fsm.Resources) container.Resources {
-	mem := res.MemoryMB << 20
+func (d *Driver) limits(res fsm.Resources) container.Resources {
+	mem := d.memoryLimitMB(res) << 20
 	return container.Resources{
 		Memory:     mem,
 		MemorySwap: mem, // equal to Memory: no swap
 		NanoCPUs:   int64(res.CPUCount * 1e9),
 	}
+}
+
+// memoryLimitMB is the container's memory cgroup limit: the user's memory
+// plus every tmpfs the user can fill (/workspace, /tmp, /dev/shm). The kernel
+// charges tmpfs pages to the cgroup of whoever wrote them and cannot reclaim
+// them without swap, so with a limit of MemoryMB alone a full disk left no
+// memory and the OOM killer took the agent. With this room a full tmpfs
+// answers ENOSPC, and the agent keeps the user's processes to MemoryMB
+// (placement/agent/oom.go; placement/DESIGN.md, "Abuse").
+func (d *Driver) memoryLimitMB(res fsm.Resources) int64 {
+	return res.MemoryMB + res.DiskMB + 2*d.cfg.TmpSizeMB
 }
 
 // containerSpec is the whole hardened container for one sandbox; see doc.go.
@@ -86,12 +98,14 @@ func (d *Driver) containerSpec(spec placement.Spec) (*container.Config, *contain
 		Cmd:        nil,
 		WorkingDir: placement.WorkspacePath,
 		// HOME by value: an image without a user 1000 would give HOME=/.
-		Env:    []string{"HOME=" + placement.WorkspacePath},
+		// The memory limit holds the tmpfs too: the agent's guard keeps
+		// processes to the rest (placement/agent/oom.go).
+		Env:    []string{"HOME=" + placement.WorkspacePath, agent.GuardEnv + "=on"},
 		Labels: d.labels(spec.ID),
 	}
 	pids := d.cfg.PidsLimit
 	oomScore := 500
-	r := limits(res)
+	r := d.limits(res)
 	r.PidsLimit = &pids
 	host := &container.HostConfig{
 		NetworkMode: "none",

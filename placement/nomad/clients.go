@@ -172,7 +172,7 @@ func (d *Driver) Capacity(ctx context.Context, res fsm.Resources) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("nomad capacity: %w", err)
 	}
-	return c.fits(int64(d.cpuMHzFor(ctx, res.CPUCount)), res.MemoryMB), nil
+	return c.fits(int64(d.cpuMHzFor(ctx, res.CPUCount)), d.taskMemoryMB(res)), nil
 }
 
 // version is a Nomad version, major.minor.patch.

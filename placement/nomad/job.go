@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 // Job meta keys and labels naming the owner; List finds jobs by them.
@@ -141,12 +142,20 @@ func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
 	task.User = placement.SandboxUser
 	task.KillTimeout = ptr(5 * time.Second)
 	task.LogConfig = &api.LogConfig{MaxFiles: ptr(logFiles), MaxFileSizeMB: ptr(logFileMB)}
+	// Memory is the user's plus the tmpfs it can fill (/workspace, /tmp,
+	// /dev/shm): tmpfs pages are charged to the task's memory cgroup, so a
+	// full disk must not leave the agent without memory; the agent keeps user
+	// processes to MemoryMB (placement/DESIGN.md, "Abuse"). Reserved and
+	// limit are equal: no oversubscription.
 	task.Resources = &api.Resources{
 		CPU:         ptr(sh.cpuMHz(res.CPUCount)),
-		MemoryMB:    ptr(int(res.MemoryMB)),
-		MemoryMaxMB: ptr(int(res.MemoryMB)), // no oversubscription
+		MemoryMB:    ptr(int(d.taskMemoryMB(res))),
+		MemoryMaxMB: ptr(int(d.taskMemoryMB(res))),
 	}
 	task.Config = d.taskConfig(spec, res)
+	// The memory above holds the tmpfs: the agent's guard keeps processes
+	// to MemoryMB (placement/agent/oom.go).
+	task.Env = map[string]string{agent.GuardEnv: "on"}
 	// The secret reaches the agent as a file in the task's secrets/ dir
 	// (not the environment: execs would inherit it and docker inspect shows it).
 	task.Templates = []*api.Template{{
@@ -234,6 +243,12 @@ func (d *Driver) taskConfig(spec placement.Spec, res fsm.Resources) map[string]a
 		cfg["runtime"] = d.cfg.Runtime
 	}
 	return cfg
+}
+
+// taskMemoryMB is what a sandbox's task reserves and is limited to: the
+// user's memory plus every tmpfs it can fill (/workspace, /tmp, /dev/shm).
+func (d *Driver) taskMemoryMB(res fsm.Resources) int64 {
+	return res.MemoryMB + res.DiskMB + 2*d.cfg.TmpSizeMB
 }
 
 // artifactName is the file go-getter writes for a URL: its last path element.
