@@ -161,7 +161,7 @@ func TestSandboxResumed(t *testing.T) {
 				}
 			}},
 		{name: "a retry is a no-op", setup: join(resuming, cmds(&SandboxResumed{ID: "a", Moved: true, Placement: moved})),
-			cmd: &SandboxResumed{ID: "a", Moved: true, Placement: moved},
+			cmd:   &SandboxResumed{ID: "a", Moved: true, Placement: moved},
 			check: func(t *testing.T, h *harness, _ *Response) { wantState(t, h, "a", StateActive) }},
 		{name: "moved without an endpoint is invalid", setup: resuming, cmd: &SandboxResumed{ID: "a", Moved: true}, wantErr: CodeInvalid},
 		{name: "paused is a conflict", setup: join(withSession, cmds(pause("s1", "alice"))), cmd: &SandboxResumed{ID: "a"}, wantErr: CodeConflict},
