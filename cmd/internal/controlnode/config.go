@@ -89,7 +89,9 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
 	fs.StringVar(&c.NodeID, "node-id", env("NODE_ID", d.NodeID), "node id, unique in the cluster (default: derived from -raft-addr)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", pick(d.DataDir, "data")), "directory for the Raft log, snapshots and sandbox sockets")
-	fs.StringVar(&c.Listen, "listen", env("LISTEN_ADDR", pick(d.Listen, ":8080")), "public REST API address")
+	// Loopback unless the operator says otherwise: development mode gives a
+	// token to whoever asks. Images and manifests set 0.0.0.0 explicitly.
+	fs.StringVar(&c.Listen, "listen", env("LISTEN_ADDR", pick(d.Listen, "127.0.0.1:8080")), "public REST API address")
 	fs.StringVar(&c.OpsListen, "ops-listen", env("OPS_ADDR", pick(d.OpsListen, "127.0.0.1:9090")), "operator listener (unauthenticated pool stats, health, metrics); empty disables")
 	fs.StringVar(&c.RaftAddr, "raft-addr", env("RAFT_ADDR", pick(d.RaftAddr, "127.0.0.1:7000")), "Raft and cluster RPC address")
 	fs.StringVar(&c.Advertise, "advertise", env("RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: -raft-addr)")

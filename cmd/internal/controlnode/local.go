@@ -13,9 +13,9 @@ import "strings"
 var localNodes = []struct {
 	id, listen, ops, raft string
 }{
-	{"gateway", ":8080", "127.0.0.1:9090", "127.0.0.1:7001"},
-	{"scheduler", ":8081", "127.0.0.1:9091", "127.0.0.1:7002"},
-	{"session-manager", ":8082", "127.0.0.1:9092", "127.0.0.1:7003"},
+	{"gateway", "127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:7001"},
+	{"scheduler", "127.0.0.1:8081", "127.0.0.1:9091", "127.0.0.1:7002"},
+	{"session-manager", "127.0.0.1:8082", "127.0.0.1:9092", "127.0.0.1:7003"},
 }
 
 // LocalNode returns the defaults of one of the guide's three services as a
