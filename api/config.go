@@ -59,9 +59,8 @@ type Config struct {
 
 	// AllowedImages are the image patterns acquire and session create accept
 	// besides DefaultImage and the pool's image (SANDBOX_ALLOWED_IMAGES, "*"
-	// matches any run of characters). Empty leaves every image open, as
-	// before the allow-list existed, and start-up warns: the end-to-end
-	// suites still start images nobody listed (api/DESIGN.md, "Images").
+	// matches any run of characters). Empty: the pool's image only. A bare
+	// "*" opens every image, and start-up warns (api/DESIGN.md, "Images").
 	AllowedImages []string
 
 	// DefaultImage is used when a session or acquire names no image.

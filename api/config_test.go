@@ -123,9 +123,11 @@ func TestUnsafeSettings(t *testing.T) {
 		want   []string // substrings, one per warning, in order
 	}{
 		{"development defaults on all interfaces", DefaultConfig(), ":8080",
-			[]string{"JWT_SECRET", "LISTEN_ADDR", "SANDBOX_ALLOWED_IMAGES", "ACCESS_TOKEN_TTL"}},
+			[]string{"JWT_SECRET", "LISTEN_ADDR", "ACCESS_TOKEN_TTL"}},
 		{"development defaults on loopback", DefaultConfig(), "127.0.0.1:8080",
-			[]string{"JWT_SECRET", "SANDBOX_ALLOWED_IMAGES", "ACCESS_TOKEN_TTL"}},
+			[]string{"JWT_SECRET", "ACCESS_TOKEN_TTL"}},
+		{"every image allowed", func() Config { c := locked; c.AllowedImages = []string{"*"}; return c }(), "127.0.0.1:8080",
+			[]string{"SANDBOX_ALLOWED_IMAGES"}},
 		{"locked down on localhost", locked, "localhost:8080", nil},
 		{"locked down on ::1", locked, "[::1]:8080", nil},
 		{"locked down but public in development", locked, "0.0.0.0:8080", []string{"LISTEN_ADDR"}},

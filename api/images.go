@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -13,8 +14,11 @@ import (
 var errImageNotAllowed = &Error{Status: http.StatusForbidden, Code: codeForbidden,
 	Msg: "image is not allowed on this server (SANDBOX_ALLOWED_IMAGES)"}
 
-// imagesOpen reports that no allow-list is configured: every image goes.
-func (s *Server) imagesOpen() bool { return len(s.cfg.AllowedImages) == 0 }
+// imagesOpen reports that the operator allowed every image ("*"). With no
+// list at all only the pool's image runs.
+func (s *Server) imagesOpen() bool { return imagesOpen(s.cfg.AllowedImages) }
+
+func imagesOpen(patterns []string) bool { return slices.Contains(patterns, "*") }
 
 // checkImage validates the reference's syntax and that it is allowed: it
 // matches one of cfg.AllowedImages, or is the pool's image (the pool runs it
@@ -38,16 +42,12 @@ func (s *Server) checkImage(image string) error {
 // run of characters, "/" and ":" included ("ghcr.io/acme/*" allows every
 // repository and tag under acme). A pattern without "*" must match exactly.
 // placementFailedMsg is what the caller reads when its sandbox could not be
-// started. With an allow-list it is the same whatever the image: the
-// driver's reason (a pull error names registry hosts, addresses and ports)
-// only goes to the log. Without one anyone may name any reference, so the
-// reason is shown as before: hiding it there would not stop probing, only
-// make it slower.
+// started: the driver's own reason (Nomad's task events, Docker's error). An
+// image got this far only if the operator allowed it, so the reason speaks
+// of registries the operator chose, not of addresses a caller picked to
+// probe; that is what the allow-list (default: the pool's image) is for.
 func (s *Server) placementFailedMsg(reason string) string {
-	if s.imagesOpen() {
-		return "sandbox placement failed: " + reason
-	}
-	return "sandbox placement failed (the image could not be started)"
+	return "sandbox placement failed: " + reason
 }
 
 func imageMatches(pattern, image string) bool {

@@ -66,16 +66,27 @@ func TestImageAllowList(t *testing.T) {
 	expect(t, e.call("POST", "/api/v1/sessions", tok, map[string]any{"image": "a b;rm"}), http.StatusUnprocessableEntity, codeUnprocessable)
 }
 
-// TestPlacementFailureMessage: with an allow-list the driver's reason stays
-// in the log; without one (the open, warned-about default) it is shown.
+// TestImagesDefaultToThePoolImage: with no allow-list only the pool's image
+// runs; anything else is refused before a pull is tried.
+func TestImagesDefaultToThePoolImage(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *fsmPool) { c.AllowedImages = nil })
+	tok := e.token("alice", "user")
+	for _, img := range []string{"python:3.12", "127.0.0.1:1/closed:1", failImage} {
+		expect(t, e.call("POST", "/api/v1/sandbox/acquire", tok, map[string]any{"image": img}), http.StatusForbidden, codeForbidden)
+	}
+	expect(t, e.call("POST", "/api/v1/sandbox/acquire", tok, map[string]any{"image": testImage}), http.StatusOK, "")
+}
+
+// TestPlacementFailureMessage: an allowed image that cannot start answers
+// with the driver's own reason, whether allowed by name or by "*".
 func TestPlacementFailureMessage(t *testing.T) {
 	cases := []struct {
 		name       string
 		allowed    []string
 		wantReason bool
 	}{
-		{"allow-list", []string{failImage}, false},
-		{"open", nil, true},
+		{"allowed by name", []string{failImage}, true},
+		{"open", []string{"*"}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

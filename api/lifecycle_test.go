@@ -59,10 +59,9 @@ func TestPlacementOutcomes(t *testing.T) {
 
 	r := e.call("POST", "/api/v1/sessions", tok, map[string]any{"image": failImage})
 	expect(t, r, http.StatusServiceUnavailable, codeUnavailable)
-	// With an allow-list (the harness has one) the driver's reason stays in
-	// the log: the caller learns that it failed, not why.
-	if strings.Contains(r.str("error"), "not found") || !strings.Contains(r.str("error"), "placement failed") || r.header.Get("Retry-After") == "" {
-		t.Errorf("placement failure = %s (Retry-After %q), want a generic message and Retry-After", r.raw, r.header.Get("Retry-After"))
+	// An allowed image that cannot start answers with the driver's reason.
+	if !strings.Contains(r.str("error"), "not found") || r.header.Get("Retry-After") == "" {
+		t.Errorf("placement failure = %s (Retry-After %q), want the reason and Retry-After", r.raw, r.header.Get("Retry-After"))
 	}
 	if l := e.call("GET", "/api/v1/sessions", tok, nil).body["sessions"].([]any); len(l) != 0 {
 		t.Errorf("failed session still listed: %v", l)

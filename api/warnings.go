@@ -24,8 +24,8 @@ func (c Config) UnsafeSettings(listen string) []string {
 	if c.Mode == ModeDevelopment && !loopbackAddr(listen) {
 		w = append(w, fmt.Sprintf("development mode (SANDBOX_MODE) issues tokens to anyone who asks, and LISTEN_ADDR %q is reachable beyond this host", listen))
 	}
-	if len(c.AllowedImages) == 0 {
-		w = append(w, "SANDBOX_ALLOWED_IMAGES is unset: callers may start any image and make the daemon pull from any registry address")
+	if imagesOpen(c.AllowedImages) {
+		w = append(w, "SANDBOX_ALLOWED_IMAGES allows every image (*): callers may start any image and make the daemon pull from any registry address")
 	}
 	if c.AccessTTL > longAccessTTL {
 		w = append(w, fmt.Sprintf("ACCESS_TOKEN_TTL is %s: a leaked access token works that long unless revoked (15m is a safer choice)", c.AccessTTL))

@@ -36,6 +36,8 @@ func TestNomadGuideFlow(t *testing.T) {
 		// 2-core test machine hold the pool and a few sessions.
 		"SANDBOX_CPU_COUNT":   "0.25",
 		"NOMAD_PLACE_TIMEOUT": "90s",
+		// The missing-image case below names a registry on loopback.
+		"SANDBOX_ALLOWED_IMAGES": "127.0.0.1:1/*",
 	}
 	n := startNode(t, nodeOpts{cluster: cluster, env: env})
 	prefix := "cs-" + cluster + "-"
