@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,6 +198,9 @@ func (a *nomadAgent) stop() {
 	if a.cmd == nil {
 		return
 	}
+	// Every allocation this agent ever made, for the sweep below.
+	var all []struct{ ID string }
+	a.get("/v1/allocations", &all)
 	var js []struct{ ID string }
 	a.get("/v1/jobs", &js)
 	for _, j := range js {
@@ -228,6 +232,35 @@ func (a *nomadAgent) stop() {
 		a.t.Logf("nomad agent logs:\n%s", tail(a.logs.String(), 40))
 	}
 	a.cmd = nil
+	// An agent that stopped answering, or was killed, leaves its tasks' and
+	// infra containers behind: they carry the allocation's id as a label.
+	for _, al := range all {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.hashicorp.nomad.alloc_id="+al.ID).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
+	}
+	unmountUnder(a.dataDir)
+}
+
+// unmountUnder detaches every mount below dir (a killed client leaves its
+// allocations' secrets tmpfs and binds), deepest first, so the data dir can
+// be removed.
+func unmountUnder(dir string) {
+	raw, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var targets []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			targets = append(targets, f[1])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(targets)))
+	for _, m := range targets {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
 }
 
 // startPeers starts a cluster of n sandboxd processes on loopback, static
