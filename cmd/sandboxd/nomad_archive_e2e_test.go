@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestNomadResumeOnAnotherControlNode(t *testing.T) {
 	alice.do("PUT", "/api/v1/files", map[string]any{"sandbox_id": s.SandboxID, "path": "/workspace/notes/keep.txt", "content": "kept across control nodes"}, 200, nil)
 	alice.do("POST", "/api/v1/sessions/"+s.SessionID+"/pause", nil, 200, &s)
 	eventually(t, "the paused sandbox's job stopped", time.Minute, func() bool {
-		return !contains(nomad.jobs(prefix), prefix+s.SandboxID)
+		return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)
 	})
 
 	leader.kill()
@@ -66,6 +67,6 @@ func TestNomadResumeOnAnotherControlNode(t *testing.T) {
 	t.Logf("resume on node %s after leader %s was killed → first exec: %s", next.id, leader.id, time.Since(start).Round(time.Millisecond))
 	bob.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)
 	eventually(t, "job purged after delete", time.Minute, func() bool {
-		return !contains(nomad.jobs(prefix), prefix+s.SandboxID)
+		return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)
 	})
 }

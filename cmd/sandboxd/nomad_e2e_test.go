@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +122,7 @@ func TestNomadGuideFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		names := tarNames(t, tarball)
-		if !contains(names, "a.py") || !contains(names, "d/raw.bin") {
+		if !slices.Contains(names, "a.py") || !slices.Contains(names, "d/raw.bin") {
 			t.Fatalf("archive of /workspace holds %v", names)
 		}
 		if code, body := alice.rawBody("PUT", "/api/v1/files/archive?sandbox_id="+sb.SandboxID+"&path=/workspace/copy", tarball, "application/x-tar"); code != 200 {
@@ -229,7 +230,7 @@ for a in sys.argv[1:]:
 		alice.do("GET", "/api/v1/sandbox/"+s.SandboxID, nil, 200, &before)
 		alice.do("POST", "/api/v1/sessions/"+s.SessionID+"/pause", nil, 200, &s)
 		eventually(t, "the paused sandbox's job stopped", time.Minute, func() bool {
-			return !contains(nomad.jobs(prefix), prefix+s.SandboxID)
+			return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)
 		})
 		start := time.Now()
 		alice.do("POST", "/api/v1/sessions/"+s.SessionID+"/resume", nil, 200, &s)
@@ -291,7 +292,7 @@ for a in sys.argv[1:]:
 			t.Fatalf("exec after restart: %+v", r)
 		}
 		time.Sleep(3 * time.Second) // a resync: nothing adopted may go
-		if js := nomad.jobs(prefix); !contains(js, prefix+s.SandboxID) || len(js) < len(jobsBefore) {
+		if js := nomad.jobs(prefix); !slices.Contains(js, prefix+s.SandboxID) || len(js) < len(jobsBefore) {
 			t.Errorf("jobs after restart %v, before %v", js, jobsBefore)
 		}
 		alice.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)
@@ -397,15 +398,6 @@ func tarNames(t *testing.T, b []byte) []string {
 		}
 		names = append(names, strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/"))
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 func med(d []time.Duration) time.Duration {
