@@ -127,7 +127,17 @@ func applySandboxAcquire(t *tx, c *SandboxAcquire) *Response {
 		return fail(errorf(CodeInvalid, "image is required (no pool image configured)"))
 	}
 
-	idle := t.pickIdle(image, c.Network, c.Resources)
+	var allow []string
+	var idle *Sandbox
+	if c.Network {
+		// Egress sandboxes are never pooled: each gets its owner's grant.
+		var err *Error
+		if allow, err = t.admitEgress(c.Owner, c.Role); err != nil {
+			return fail(err)
+		}
+	} else {
+		idle = t.pickIdle(image, false, c.Resources)
+	}
 	if err := t.admitCreate(c.Owner, acquiredResources(c, idle, pool), false); err != nil {
 		return fail(err)
 	}
@@ -160,6 +170,8 @@ func applySandboxAcquire(t *tx, c *SandboxAcquire) *Response {
 		Network:   c.Network,
 		State:     StatePending,
 		CreatedAt: c.Now,
+
+		EgressAllow: allow,
 	}
 	if c.Resources != nil {
 		s.Resources = *c.Resources

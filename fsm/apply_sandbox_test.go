@@ -209,7 +209,7 @@ func TestSandboxAcquire(t *testing.T) {
 					t.Errorf("handed out %s, want node1", r.Sandbox.ID)
 				}
 			}},
-		{name: "network setting must match", setup: idle(5, "a"),
+		{name: "network setting must match", setup: join(idle(5, "a"), cmds(grant("user:alice"))),
 			cmd: &SandboxAcquire{Owner: "alice", NewID: "net", Network: true},
 			check: func(t *testing.T, h *harness, r *Response) {
 				wantState(t, h, "a", StateIdle)

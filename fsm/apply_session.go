@@ -15,12 +15,23 @@ func applySessionCreate(t *tx, c *SessionCreate) *Response {
 	}
 	pool := t.pool()
 	res := Resources{CPUCount: c.CPUCount, MemoryMB: c.MemoryMB, DiskMB: pool.Resources.DiskMB}
+	var allow []string
+	if c.Network {
+		var err *Error
+		if allow, err = t.admitEgress(c.Owner, c.Role); err != nil {
+			return fail(err)
+		}
+	}
 	if err := t.admitCreate(c.Owner, res, true); err != nil {
 		return fail(err)
 	}
 
 	var s *Sandbox
-	if idle := t.pickIdle(c.Image, c.Network, &res); idle != nil {
+	var idle *Sandbox
+	if !c.Network { // egress sandboxes are never pooled: each gets its owner's grant
+		idle = t.pickIdle(c.Image, false, &res)
+	}
+	if idle != nil {
 		s = idle.Copy()
 		s.State = StateActive
 		s.AcquiredAt = c.Now
@@ -34,7 +45,7 @@ func applySessionCreate(t *tx, c *SessionCreate) *Response {
 		case t.sandbox(c.SandboxID) != nil:
 			return fail(errorf(CodeExists, "sandbox %s already exists", c.SandboxID))
 		}
-		s = &Sandbox{ID: c.SandboxID, Image: c.Image, Network: c.Network, State: StatePending, CreatedAt: c.Now}
+		s = &Sandbox{ID: c.SandboxID, Image: c.Image, Network: c.Network, EgressAllow: allow, State: StatePending, CreatedAt: c.Now}
 	}
 	s.Resources = res
 	s.Owner = c.Owner

@@ -75,7 +75,7 @@ func TestSessionCreate(t *testing.T) {
 				}
 			}},
 		{name: "idle sandbox with network off is not used for network on",
-			setup: idle(5, "a"),
+			setup: join(idle(5, "a"), cmds(grant("user:alice"))),
 			cmd:   &SessionCreate{ID: "s1", Owner: "alice", Image: "python", Network: true, SandboxID: "sb1"},
 			check: func(t *testing.T, h *harness, _ *Response) {
 				wantState(t, h, "a", StateIdle)

@@ -34,6 +34,7 @@ const (
 	TypeTokenRevoke    CommandType = 14
 	TypeSandboxMoved   CommandType = 15
 	TypeSandboxResumed CommandType = 16
+	TypeEgressGrantSet CommandType = 17
 )
 
 // Header is carried by every command. Apply takes time and identity from here,
@@ -116,11 +117,13 @@ type SandboxFailed struct {
 // The response's Sandbox is the one handed out.
 type SandboxAcquire struct {
 	Header
-	Owner       string        `json:"owner"`
-	NewID       string        `json:"new_id"`
-	Image       string        `json:"image,omitempty"`
-	Resources   *Resources    `json:"resources,omitempty"` // nil: pool defaults
-	Network     bool          `json:"network"`
+	Owner     string     `json:"owner"`
+	NewID     string     `json:"new_id"`
+	Image     string     `json:"image,omitempty"`
+	Resources *Resources `json:"resources,omitempty"` // nil: pool defaults
+	Network   bool       `json:"network"`
+	// Role is the owner's role, for egress grants made to a role.
+	Role        string        `json:"role,omitempty"`
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	Lifetime    time.Duration `json:"lifetime,omitempty"`
 }
@@ -154,12 +157,14 @@ type SandboxTouch struct {
 // session's), else a new pending one with SandboxID.
 type SessionCreate struct {
 	Header
-	ID          string        `json:"id"`
-	Owner       string        `json:"owner"`
-	Image       string        `json:"image"`
-	CPUCount    float64       `json:"cpu_count"`
-	MemoryMB    int64         `json:"memory_mb"`
-	Network     bool          `json:"network"`
+	ID       string  `json:"id"`
+	Owner    string  `json:"owner"`
+	Image    string  `json:"image"`
+	CPUCount float64 `json:"cpu_count"`
+	MemoryMB int64   `json:"memory_mb"`
+	Network  bool    `json:"network"`
+	// Role is the owner's role, for egress grants made to a role.
+	Role        string        `json:"role,omitempty"`
 	SandboxID   string        `json:"sandbox_id"`
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	MaxLifetime time.Duration `json:"max_lifetime,omitempty"`
@@ -257,6 +262,8 @@ func newCommand(t CommandType) Command {
 		return &SandboxMoved{}
 	case TypeSandboxResumed:
 		return &SandboxResumed{}
+	case TypeEgressGrantSet:
+		return &EgressGrantSet{}
 	}
 	return nil
 }

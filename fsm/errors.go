@@ -13,6 +13,7 @@ const (
 	CodeInvalid       Code = "invalid"        // the command is well-formed but its values are not
 	CodePoolExhausted Code = "pool_exhausted" // POOL_MAX_SIZE reached
 	CodeExists        Code = "exists"         // the id is already taken
+	CodeForbidden     Code = "forbidden"      // the owner lacks a grant the command needs (egress)
 	// CodeQuotaExceeded: the owner is at a quota limit; Limit names it and
 	// RetryAfter says when trying again may succeed.
 	CodeQuotaExceeded Code = "quota_exceeded"
@@ -48,6 +49,7 @@ var (
 	ErrInvalid       = &Error{Code: CodeInvalid}
 	ErrPoolExhausted = &Error{Code: CodePoolExhausted}
 	ErrExists        = &Error{Code: CodeExists}
+	ErrForbidden     = &Error{Code: CodeForbidden}
 	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded}
 )
 

@@ -173,6 +173,7 @@ var appliers = map[CommandType]func(*tx, Command) *Response{
 	TypeTokenRevoke:    handler(applyTokenRevoke),
 	TypeSandboxMoved:   handler(applySandboxMoved),
 	TypeSandboxResumed: handler(applySandboxResumed),
+	TypeEgressGrantSet: handler(applyEgressGrantSet),
 }
 
 func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {

@@ -19,6 +19,8 @@ const (
 	tableMeta      = "meta"
 	// tableQuotaCreates holds one createLog per user (quota.go).
 	tableQuotaCreates = "quota_creates"
+	// tableEgressGrants holds one EgressGrant per subject (egress.go).
+	tableEgressGrants = "egress_grants"
 )
 
 // singletonKey is the primary key of the one row in the pool and meta tables.
@@ -100,6 +102,10 @@ func schema() *memdb.DBSchema {
 		tableQuotaCreates: {
 			Name:    tableQuotaCreates,
 			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "User"}}},
+		},
+		tableEgressGrants: {
+			Name:    tableEgressGrants,
+			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Subject"}}},
 		},
 		tableMeta: {
 			Name:    tableMeta,

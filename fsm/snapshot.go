@@ -29,6 +29,8 @@ type snapshotDoc struct {
 	SessionsCreated  uint64 `json:"sessions_created,omitempty"`
 	// Added with quotas; absent in older snapshots (no creates recorded).
 	QuotaCreates []*createLog `json:"quota_creates,omitempty"`
+	// Added with egress grants; absent in older snapshots (none granted).
+	EgressGrants []*EgressGrant `json:"egress_grants,omitempty"`
 }
 
 // Snapshot captures the state in O(1) (a memdb snapshot); the work of
@@ -70,6 +72,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		{tableRequests, "requests"},
 		{tableTokens, "tokens"},
 		{tableQuotaCreates, "quota_creates"},
+		{tableEgressGrants, "egress_grants"},
 	} {
 		if err := writeTable(bw, s.txn, table.name, table.key); err != nil {
 			return err
@@ -154,6 +157,11 @@ func buildDB(doc *snapshotDoc) (*memdb.MemDB, error) {
 	for _, l := range doc.QuotaCreates {
 		if err := txn.Insert(tableQuotaCreates, l); err != nil {
 			return nil, fmt.Errorf("insert quota creates of %s: %w", l.User, err)
+		}
+	}
+	for _, g := range doc.EgressGrants {
+		if err := txn.Insert(tableEgressGrants, g); err != nil {
+			return nil, fmt.Errorf("insert egress grant %s: %w", g.Subject, err)
 		}
 	}
 	if err := txn.Insert(tableMeta, &meta); err != nil {

@@ -1,6 +1,9 @@
 package fsm
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // SandboxState is where a sandbox is in its lifecycle. The FSM holds the
 // desired state; the reconciler makes the containers match it.
@@ -42,14 +45,18 @@ type Placement struct {
 // Sandbox is one isolated environment. Pool sandboxes have no Owner until
 // acquired; a released sandbox is destroyed, never handed to someone else.
 type Sandbox struct {
-	ID        string       `json:"id"`
-	Image     string       `json:"image"`
-	Resources Resources    `json:"resources"`
-	Network   bool         `json:"network"` // egress allowed
-	State     SandboxState `json:"state"`
-	Owner     string       `json:"owner,omitempty"`
-	SessionID string       `json:"session_id,omitempty"`
-	Placement Placement    `json:"placement"`
+	ID        string    `json:"id"`
+	Image     string    `json:"image"`
+	Resources Resources `json:"resources"`
+	Network   bool      `json:"network"` // egress allowed
+	// EgressAllow is the owner's grant when the sandbox was created: the
+	// CIDRs and host names it may reach (empty: any public address).
+	// Meaningful only with Network.
+	EgressAllow []string     `json:"egress_allow,omitempty"`
+	State       SandboxState `json:"state"`
+	Owner       string       `json:"owner,omitempty"`
+	SessionID   string       `json:"session_id,omitempty"`
+	Placement   Placement    `json:"placement"`
 	// Pool is true for sandboxes the warmer created ahead of demand.
 	Pool       bool   `json:"pool"`
 	FailReason string `json:"fail_reason,omitempty"`
@@ -91,6 +98,7 @@ func (s *Sandbox) Copy() *Sandbox {
 		return nil
 	}
 	c := *s
+	c.EgressAllow = slices.Clone(s.EgressAllow)
 	return &c
 }
 
