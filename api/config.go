@@ -120,10 +120,12 @@ func DefaultConfig() Config {
 		Mode:      ModeDevelopment,
 		Issuer:    "cloud-sandbox",
 		Audience:  "cloud-sandbox",
-		// 24 h is what the guide's token response shows ("expires_in":
-		// "86400"); operators shorten it with ACCESS_TOKEN_TTL, and a leaked
-		// access token can be revoked (api/DESIGN.md, "Tokens").
-		AccessTTL:          24 * time.Hour,
+		// Minutes, not the guide's example day ("expires_in": "86400"): a
+		// leaked access token is good only this long, and clients refresh
+		// with the refresh token (the SDK does it for them). expires_in
+		// reports the real value ("900"); ACCESS_TOKEN_TTL changes it
+		// (api/DESIGN.md, "Tokens").
+		AccessTTL:          15 * time.Minute,
 		RefreshTTL:         7 * 24 * time.Hour,
 		DefaultImage:       "python:3.11-slim",
 		DefaultCPUCount:    1,
@@ -274,8 +276,9 @@ func (c Config) Validate() error {
 		return errors.New("issuer: empty")
 	case c.Audience == "":
 		return errors.New("audience: empty")
-	case c.AccessTTL <= 0 || c.RefreshTTL <= 0:
-		return errors.New("token TTLs must be positive")
+	case c.AccessTTL < time.Second || c.RefreshTTL < time.Second:
+		// expires_in counts whole seconds: below one it would say "0".
+		return errors.New("ACCESS_TOKEN_TTL and the refresh TTL must be at least 1s")
 	case c.RefreshTTL < c.AccessTTL:
 		return errors.New("refresh TTL must not be shorter than access TTL")
 	case c.ReadyTimeout <= 0:

@@ -17,7 +17,7 @@ func TestConfigFromEnv(t *testing.T) {
 		check   func(t *testing.T, c Config)
 	}{
 		{name: "defaults", env: nil, check: func(t *testing.T, c Config) {
-			if c.Mode != ModeDevelopment || c.JWTSecret != DefaultJWTSecret || c.AccessTTL != 24*time.Hour ||
+			if c.Mode != ModeDevelopment || c.JWTSecret != DefaultJWTSecret || c.AccessTTL != 15*time.Minute ||
 				c.RefreshTTL != 7*24*time.Hour || c.MaxBodyBytes != 10<<20 || c.MaxExecTimeout != 300*time.Second ||
 				c.RateLimitRPS != 50 || c.RateLimitBurst != 100 || c.ReadyTimeout != 60*time.Second {
 				t.Fatalf("defaults = %+v", c)
@@ -39,9 +39,9 @@ func TestConfigFromEnv(t *testing.T) {
 			}
 		}},
 		{name: "token and image settings", env: map[string]string{
-			"ADMIN_USERS": "root, ops", "ACCESS_TOKEN_TTL": "15m", "SANDBOX_ALLOWED_IMAGES": "python:3.11-slim, ghcr.io/acme/*",
+			"ADMIN_USERS": "root, ops", "ACCESS_TOKEN_TTL": "3", "SANDBOX_ALLOWED_IMAGES": "python:3.11-slim, ghcr.io/acme/*",
 		}, check: func(t *testing.T, c Config) {
-			if strings.Join(c.AdminUsers, ",") != "root,ops" || c.AccessTTL != 15*time.Minute ||
+			if strings.Join(c.AdminUsers, ",") != "root,ops" || c.AccessTTL != 3*time.Second ||
 				strings.Join(c.AllowedImages, ",") != "python:3.11-slim,ghcr.io/acme/*" || c.Audience != "cloud-sandbox" {
 				t.Fatalf("config = %+v", c)
 			}
@@ -59,6 +59,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "bad admin user", env: map[string]string{"ADMIN_USERS": "a b"}, wantErr: "ADMIN_USERS"},
 		{name: "bad access ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "forever"}, wantErr: "ACCESS_TOKEN_TTL"},
 		{name: "access ttl over refresh ttl", env: map[string]string{"ACCESS_TOKEN_TTL": "8760h"}, wantErr: "refresh TTL"},
+		{name: "access ttl under a second", env: map[string]string{"ACCESS_TOKEN_TTL": "500ms"}, wantErr: "at least 1s"},
 		{name: "empty image list", env: map[string]string{"SANDBOX_ALLOWED_IMAGES": " , "}, wantErr: "SANDBOX_ALLOWED_IMAGES"},
 		{name: "production refuses default secret", env: map[string]string{"SANDBOX_MODE": "production", "API_KEYS": "k:a"}, wantErr: "default secret"},
 		{name: "production refuses short secret", env: map[string]string{"SANDBOX_MODE": "production", "JWT_SECRET": "short", "API_KEYS": "k:a"}, wantErr: "at least 32"},
@@ -123,9 +124,11 @@ func TestUnsafeSettings(t *testing.T) {
 		want   []string // substrings, one per warning, in order
 	}{
 		{"development defaults on all interfaces", DefaultConfig(), ":8080",
-			[]string{"JWT_SECRET", "LISTEN_ADDR", "ACCESS_TOKEN_TTL"}},
+			[]string{"JWT_SECRET", "LISTEN_ADDR"}},
 		{"development defaults on loopback", DefaultConfig(), "127.0.0.1:8080",
-			[]string{"JWT_SECRET", "ACCESS_TOKEN_TTL"}},
+			[]string{"JWT_SECRET"}},
+		{"day-long access tokens", func() Config { c := locked; c.AccessTTL = 24 * time.Hour; return c }(), "127.0.0.1:8080",
+			[]string{"ACCESS_TOKEN_TTL"}},
 		{"every image allowed", func() Config { c := locked; c.AllowedImages = []string{"*"}; return c }(), "127.0.0.1:8080",
 			[]string{"SANDBOX_ALLOWED_IMAGES"}},
 		{"locked down on localhost", locked, "localhost:8080", nil},

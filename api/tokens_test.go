@@ -61,17 +61,48 @@ func TestAccessTokenClaims(t *testing.T) {
 	if err != nil || len(aud) != 1 || aud[0] != "cloud-sandbox" {
 		t.Errorf("aud = %v (%v), want [cloud-sandbox]", aud, err)
 	}
-	// expires_in is the configured lifetime, the guide's 86400 by default.
-	if got := r.str("expires_in"); got != "86400" {
-		t.Errorf("expires_in = %q, want 86400", got)
+	// expires_in is the configured lifetime in seconds: 15 minutes by
+	// default, not the guide's example day.
+	if got := r.str("expires_in"); got != "900" {
+		t.Errorf("expires_in = %q, want 900", got)
 	}
-	short := newEnv(t, func(cfg *Config, _ *fsmPool) { cfg.AccessTTL = 15 * time.Minute })
+	short := newEnv(t, func(cfg *Config, _ *fsmPool) { cfg.AccessTTL = 3 * time.Second })
 	r = short.call("POST", "/api/v1/auth/token", "", map[string]string{"user_id": "alice"})
 	exp, _ := claimsOf(t, r.str("access_token")).GetExpirationTime()
 	iat, _ := claimsOf(t, r.str("access_token")).GetIssuedAt()
-	if got := r.str("expires_in"); got != "900" || exp.Sub(iat.Time).Seconds() != 900 {
-		t.Errorf("ACCESS_TOKEN_TTL=15m: expires_in %q, exp-iat %v; want 900 both", got, exp.Sub(iat.Time))
+	if got := r.str("expires_in"); got != "3" || exp.Sub(iat.Time).Seconds() != 3 {
+		t.Errorf("ACCESS_TOKEN_TTL=3: expires_in %q, exp-iat %v; want 3 both", got, exp.Sub(iat.Time))
 	}
+}
+
+// TestExpiredAccessTokenRefreshes is the short-lived token's cycle: once the
+// access token the server issued is past its lifetime (and the clock-drift
+// leeway) it is refused with "token expired", the message the SDK refreshes
+// on, and the pair the refresh token buys works.
+func TestExpiredAccessTokenRefreshes(t *testing.T) {
+	e := newEnv(t)
+	// Issue as if 15 min + 1 min ago: the access token expired a minute
+	// ago, beyond the 30 s leeway; the refresh token has days left.
+	e.srv.tokens.now = func() time.Time { return time.Now().Add(-e.cfg.AccessTTL - time.Minute) }
+	old := e.call("POST", "/api/v1/auth/token", "", map[string]string{"user_id": "alice"})
+	expect(t, old, http.StatusOK, "")
+	e.srv.tokens.now = time.Now
+
+	r := e.call("GET", "/api/v1/sessions", old.str("access_token"), nil)
+	expect(t, r, http.StatusUnauthorized, codeUnauthorized)
+	if got := r.str("error"); got != "token expired" {
+		t.Errorf("expired token refused with %q, want \"token expired\"", got)
+	}
+
+	r = e.call("POST", "/api/v1/auth/refresh", "", map[string]string{"refresh_token": old.str("refresh_token")})
+	expect(t, r, http.StatusOK, "")
+	if r.str("expires_in") != "900" || r.str("refresh_token") == old.str("refresh_token") {
+		t.Fatalf("refresh answer %s: want expires_in 900 and a new refresh token", r.raw)
+	}
+	expect(t, e.call("GET", "/api/v1/sessions", r.str("access_token"), nil), http.StatusOK, "")
+	// Rotation: the refresh token just used is spent.
+	expect(t, e.call("POST", "/api/v1/auth/refresh", "", map[string]string{"refresh_token": old.str("refresh_token")}),
+		http.StatusUnauthorized, codeUnauthorized)
 }
 
 func TestRevokeAccessToken(t *testing.T) {
