@@ -1,7 +1,9 @@
 """Access-token life cycle: issue, renew before expiry, fall back to a new token.
 
-The token state sits behind one lock; the thread that finds the token expiring
-renews it while the others wait, so a burst of requests renews once.
+Access tokens are short-lived (15 minutes by default); the refresh token,
+rotated on every use, keeps a client going. The token state sits behind one
+lock; the thread that finds the token expiring renews it while the others
+wait, so a burst of requests renews once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ logger = logging.getLogger("cloud_sandbox")
 
 TOKEN_PATH = "/api/v1/auth/token"
 REFRESH_PATH = "/api/v1/auth/refresh"
+# The server's error for an access token past its exp (api/auth.go).
+EXPIRED_MESSAGE = "token expired"
 
 
 def jwt_claims(token: str) -> Dict[str, Any]:
@@ -39,8 +43,10 @@ class TokenManager(TokenSource):
     """Holds the access and refresh tokens of one client and keeps them fresh.
 
     With ``user_id`` (development mode) or ``api_key`` (production mode) it can
-    get new tokens by itself; with only a fixed ``token`` it uses that token
-    as given and a 401 is final.
+    get new tokens by itself. With ``token`` and ``refresh_token`` (a pair from
+    the token endpoint) it refreshes the pair until the server refuses the
+    refresh token, then raises :class:`AuthenticationError`. With only a fixed
+    ``token`` it uses that token as given and a 401 is final.
     """
 
     def __init__(
@@ -51,7 +57,8 @@ class TokenManager(TokenSource):
         api_key: Optional[str] = None,
         role: Optional[str] = None,
         token: Optional[str] = None,
-        refresh_margin: float = 60.0,
+        refresh_token: Optional[str] = None,
+        refresh_margin: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._transport = transport
@@ -61,10 +68,11 @@ class TokenManager(TokenSource):
         self._static = token
         self.refresh_margin = refresh_margin
         self.clock = clock
-        self.can_renew = bool(user_id or api_key)
+        self._credentials = bool(user_id or api_key)
+        self.can_renew = self._credentials or bool(refresh_token)
         self._lock = threading.Lock()
         self._access: Optional[str] = None
-        self._refresh: Optional[str] = None
+        self._refresh: Optional[str] = refresh_token
         self._exp: Optional[float] = None
         self._iat: Optional[float] = None
         self._stale = False
@@ -74,9 +82,17 @@ class TokenManager(TokenSource):
         with self._lock:
             if self._access is None:
                 self._issue()
-            elif self._expiring(self.clock()):
+            # A token given to the client may be near its end already.
+            if self._access is not None and self._expiring(self.clock()):
                 self._renew()
             return self._access
+
+    def renews_after(self, refusal: errors.SandboxError) -> bool:
+        """One renewal after a 401: always with credentials (a new token can be had whatever
+        the reason), with only a refresh token when the access token expired."""
+        if self._credentials:
+            return True
+        return bool(self._refresh) and refusal.message == EXPIRED_MESSAGE
 
     def invalidate(self, used: str) -> None:
         """Marks ``used`` as refused; the next token() renews it (unless another thread already did)."""
@@ -105,6 +121,11 @@ class TokenManager(TokenSource):
                 logger.debug("access token refreshed")
                 return
             except (errors.AuthenticationError, errors.ValidationError) as e:
+                if not self._credentials:
+                    raise errors.AuthenticationError(
+                        f"the server refused the refresh token ({e.message}), so the access token cannot be "
+                        f"renewed; get a new token pair from POST {TOKEN_PATH}, or give the client user_id= or api_key=",
+                        status=e.status, code=e.code, method="POST", path=REFRESH_PATH) from e
                 # Revoked, expired or rotated away: start over with a new token.
                 logger.info("refresh token refused (%s); requesting a new token", e.message)
             except errors.SandboxError:
@@ -115,7 +136,12 @@ class TokenManager(TokenSource):
         self._issue()
 
     def _issue(self) -> None:
-        if not self.can_renew:
+        if not self._credentials:
+            if self._static is None and self._refresh:
+                # Only a refresh token: buy the first pair with it.
+                self._stale = True
+                self._renew()
+                return
             self._access = self._static
             self._stale = False
             if self._static:

@@ -70,6 +70,10 @@ class TokenSource:
         """Marks the given token as refused so the next token() renews it."""
         raise NotImplementedError
 
+    def renews_after(self, refusal: "errors.SandboxError") -> bool:
+        """Whether a 401 ``refusal`` of an authenticated request is worth one renewal and retry."""
+        return self.can_renew
+
 
 class _Retryable(Exception):
     """A failure where the request was certainly not applied, or may safely be resent."""
@@ -338,10 +342,14 @@ class Transport:
                 return Response(status, raw.headers, data, method, path)
 
             data = self._read_all(conn, raw, method, path)
-            if status == 401 and token and not renewed and self.auth is not None and self.auth.can_renew:
-                # The token may have been revoked or the clocks disagree: renew once.
+            if status == 401 and token and not renewed and self.auth is not None:
+                refusal = error_from_response(status, raw.headers, data, raw.reason, method, path)
+                if not self.auth.renews_after(refusal):
+                    raise refusal
+                # Expired before the client expected it (clocks disagree), or
+                # revoked: renew once and resend.
                 renewed = True
-                logger.info("renewing access token after 401 on %s %s", method, path)
+                logger.info("renewing access token after 401 (%s) on %s %s", refusal.message, method, path)
                 self.auth.invalidate(token)
                 continue
             if status in (429, 503):

@@ -29,7 +29,9 @@ class Client:
 
     - ``user_id`` (or ``CLOUD_SANDBOX_USER``): development mode, any user id;
     - ``api_key`` (or ``CLOUD_SANDBOX_API_KEY``): production mode, the user comes from the key;
-    - ``token`` (or ``CLOUD_SANDBOX_TOKEN``): a ready access token, used as is (never renewed).
+    - ``token`` (or ``CLOUD_SANDBOX_TOKEN``): a ready access token, used as is (never renewed);
+      with ``refresh_token`` (or ``CLOUD_SANDBOX_REFRESH_TOKEN``) the pair is refreshed as it
+      expires, until the server refuses the refresh token (:class:`AuthenticationError`).
 
     ``base_url`` defaults to ``CLOUD_SANDBOX_URL`` or ``http://localhost:8080``;
     ``timeout`` (seconds per request) to ``CLOUD_SANDBOX_TIMEOUT`` or 60.
@@ -50,6 +52,7 @@ class Client:
         *,
         api_key: Optional[str] = None,
         token: Optional[str] = None,
+        refresh_token: Optional[str] = None,
         role: Optional[str] = None,
         timeout: Optional[float] = None,
         retry: Optional[RetryPolicy] = None,
@@ -60,10 +63,11 @@ class Client:
         user_id = _config.setting(user_id, _config.ENV_USER)
         api_key = _config.setting(api_key, _config.ENV_API_KEY)
         token = _config.setting(token, _config.ENV_TOKEN)
-        if not (user_id or api_key or token):
+        refresh_token = _config.setting(refresh_token, _config.ENV_REFRESH_TOKEN)
+        if not (user_id or api_key or token or refresh_token):
             raise ValueError(
-                "no credentials: pass user_id=, api_key= or token=, "
-                f"or set {_config.ENV_USER}, {_config.ENV_API_KEY} or {_config.ENV_TOKEN}")
+                "no credentials: pass user_id=, api_key=, token= or refresh_token=, "
+                f"or set {_config.ENV_USER}, {_config.ENV_API_KEY}, {_config.ENV_TOKEN} or {_config.ENV_REFRESH_TOKEN}")
         self._transport = Transport(
             _config.base_url(base_url),
             timeout=_config.timeout(timeout),
@@ -71,7 +75,8 @@ class Client:
             ssl_context=ssl_context,
             user_agent=f"cloud-sandbox-python/{__version__}",
         )
-        self._tokens = TokenManager(self._transport, user_id=user_id, api_key=api_key, role=role, token=token)
+        self._tokens = TokenManager(self._transport, user_id=user_id, api_key=api_key, role=role, token=token,
+                                    refresh_token=refresh_token)
         self._transport.auth = self._tokens
         self._user_id = user_id
         self.sessions = Sessions(self)

@@ -73,6 +73,7 @@ class FakeServer:
         self.faults: Dict[Tuple[str, str], List[Fault]] = {}
         self.access: Dict[str, str] = {}  # access token -> user
         self.refresh: Dict[str, str] = {}  # refresh token -> user
+        self.expired: Dict[str, str] = {}  # access token past its exp -> user
         self.sandboxes: Dict[str, Dict[str, Any]] = {}
         self.sessions: Dict[str, Dict[str, Any]] = {}
         self.files: Dict[str, Dict[str, bytes]] = {}  # sandbox id -> path -> content
@@ -106,6 +107,12 @@ class FakeServer:
     def revoke_access_tokens(self) -> None:
         """Forgets every access token, so the next request gets 401."""
         with self.lock:
+            self.access.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Ages every access token past its exp: the next request gets 401 "token expired", as from sandboxd."""
+        with self.lock:
+            self.expired.update(self.access)
             self.access.clear()
 
     def revoke_refresh_tokens(self) -> None:
@@ -268,6 +275,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(rec, 200, fake.issue(user), respond)
         user = self._user(rec)
         if user is None:
+            with fake.lock:
+                expired = rec.headers.get("Authorization", "")[len("Bearer "):] in fake.expired
+            if expired:
+                return self._json(rec, *_err(401, "token expired", "unauthorized"), respond)
             return self._json(rec, *_err(401, "missing or invalid token", "unauthorized"), respond)
         key = rec.headers.get("Idempotency-Key")
         if key:

@@ -14,6 +14,9 @@ FLAG_CLUSTER_NAME="${FLAG_CLUSTER_NAME:--cluster-name}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-120}"   # seconds to wait for /health
 export POOL_MIN_SIZE="${POOL_MIN_SIZE:-2}"
 export POOL_MAX_SIZE="${POOL_MAX_SIZE:-10}"
+# Access tokens that expire within the run: every test then goes through the
+# SDK's refresh, and TokenExpiryTest waits past the expiry on purpose.
+export ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-3}"
 # ------------------------------------------------------------------------------
 
 SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

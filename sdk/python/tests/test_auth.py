@@ -1,4 +1,5 @@
-"""Token handling: issue once, renew before expiry, renew once on 401, fall back to a new token."""
+"""Token handling: issue once, renew before expiry, renew once on 401, fall back to a new token;
+a token pair refreshes until its refresh token is refused."""
 
 from __future__ import annotations
 
@@ -84,6 +85,93 @@ class TokenTest(FakeServerTest):
         self.assertEqual(errors, [])
         self.assertEqual(len(self.server.calls("POST", "/api/v1/auth/token")), 1)
         self.assertEqual(len(self.server.calls("GET", STATS)), 8)
+
+
+class RefreshTest(FakeServerTest):
+    """Short-lived access tokens: the refresh token keeps a client going, and says so when it cannot."""
+
+    def pair(self) -> dict:
+        with self.server.lock:
+            return self.server.issue("alice")
+
+    def test_refresh_starts_30_seconds_before_expiry(self) -> None:
+        c = self.client()
+        c.stats()
+        exp = jwt_claims(self.server.calls("GET", STATS)[0].headers["Authorization"][7:])["exp"]
+        c._tokens.clock = lambda: exp - 31
+        c.stats()
+        self.assertEqual(self.server.calls("POST", "/api/v1/auth/refresh"), [])
+        c._tokens.clock = lambda: exp - 29
+        c.stats()
+        self.assertEqual(self.server.route_log()[3:], ["POST /api/v1/auth/refresh 200", f"GET {STATS} 200"])
+
+    def test_expired_401_refreshes_once_and_stores_the_rotated_pair(self) -> None:
+        p = self.pair()
+        c = self.client(user_id=None, token=p["access_token"], refresh_token=p["refresh_token"])
+        c.stats()
+        self.server.expire_access_tokens()
+        c.stats()
+        self.assertEqual(self.server.route_log(), [
+            f"GET {STATS} 200", f"GET {STATS} 401", "POST /api/v1/auth/refresh 200", f"GET {STATS} 200"])
+        self.assertEqual(self.server.calls("POST", "/api/v1/auth/refresh")[0].json(),
+                         {"refresh_token": p["refresh_token"]})
+        # Rotation: the next refresh sends the new refresh token (the fake refuses the spent one).
+        self.server.expire_access_tokens()
+        c.stats()
+        second = self.server.calls("POST", "/api/v1/auth/refresh")[1]
+        self.assertEqual(second.status, 200)
+        self.assertNotEqual(second.json()["refresh_token"], p["refresh_token"])
+        self.assertEqual(self.server.calls("POST", "/api/v1/auth/token"), [])
+
+    def test_pair_is_refreshed_before_expiry(self) -> None:
+        p = self.pair()
+        c = self.client(user_id=None, token=p["access_token"], refresh_token=p["refresh_token"])
+        exp = jwt_claims(p["access_token"])["exp"]
+        c._tokens.clock = lambda: exp - 1
+        c.stats()
+        self.assertEqual(self.server.route_log(), ["POST /api/v1/auth/refresh 200", f"GET {STATS} 200"])
+
+    def test_refused_refresh_raises_a_clear_authentication_error(self) -> None:
+        p = self.pair()
+        c = self.client(user_id=None, token=p["access_token"], refresh_token=p["refresh_token"])
+        self.server.expire_access_tokens()
+        self.server.revoke_refresh_tokens()
+        with self.assertRaises(AuthenticationError) as cm:
+            c.stats()
+        e = cm.exception
+        self.assertEqual((e.status, e.method, e.path), (401, "POST", "/api/v1/auth/refresh"))
+        self.assertIn("refused the refresh token (invalid refresh token)", e.message)
+        self.assertIn("POST /api/v1/auth/token", e.message)
+        self.assertEqual(self.server.route_log(), [f"GET {STATS} 401", "POST /api/v1/auth/refresh 401"])
+
+    def test_401_that_is_not_expiry_is_final_without_credentials(self) -> None:
+        p = self.pair()
+        c = self.client(user_id=None, token=p["access_token"], refresh_token=p["refresh_token"])
+        self.server.revoke_access_tokens()
+        with self.assertRaises(AuthenticationError) as cm:
+            c.stats()
+        self.assertEqual(cm.exception.message, "missing or invalid token")
+        self.assertEqual(self.server.route_log(), [f"GET {STATS} 401"])
+
+    def test_refresh_token_alone_buys_the_first_pair(self) -> None:
+        c = self.client(user_id=None, refresh_token=self.pair()["refresh_token"])
+        c.stats()
+        self.assertEqual(self.server.route_log(), ["POST /api/v1/auth/refresh 200", f"GET {STATS} 200"])
+
+
+class ShortTokenTest(FakeServerTest):
+    token_lifetime = 4
+
+    def test_short_token_is_renewed_at_half_its_life_not_before_every_request(self) -> None:
+        c = self.client()
+        c.stats()
+        iat = jwt_claims(self.server.calls("GET", STATS)[0].headers["Authorization"][7:])["iat"]
+        c._tokens.clock = lambda: iat + 1.5
+        c.stats()
+        self.assertEqual(self.server.calls("POST", "/api/v1/auth/refresh"), [])
+        c._tokens.clock = lambda: iat + 2.5
+        c.stats()
+        self.assertEqual(len(self.server.calls("POST", "/api/v1/auth/refresh")), 1)
 
 
 class CredentialsTest(unittest.TestCase):

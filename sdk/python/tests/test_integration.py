@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import uuid
 from typing import List
@@ -19,6 +20,7 @@ import support  # noqa: F401 - puts the package on sys.path
 
 import cloud_sandbox as cs
 from cloud_sandbox import Client, Sandbox
+from cloud_sandbox._auth import jwt_claims
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL = os.environ.get("CLOUD_SANDBOX_URL", "")
@@ -268,6 +270,55 @@ class SessionTest(unittest.TestCase):
             self.assertIn(s.session_id, [x.session_id for x in c.sessions.list()])
             self.assertEqual(s.delete().status, "deleted")
             self.assertNotIn(s.session_id, [x.session_id for x in c.sessions.list()])
+
+
+# The clock drift sandboxd allows when it checks exp (api/auth.go, jwt.WithLeeway).
+SERVER_LEEWAY = 30
+# run_integration.sh starts sandboxd with ACCESS_TOKEN_TTL=3; anything up to this works here.
+SHORT_TTL = 10
+
+
+class TokenExpiryTest(unittest.TestCase):
+    """Short-lived access tokens (ACCESS_TOKEN_TTL=3 from run_integration.sh): a client keeps
+    working past its access token's expiry, by refreshing ahead of it or after a 401."""
+
+    def setUp(self) -> None:
+        self.client = _client("ttl")
+        self.addCleanup(self.client.close)
+        self.client.stats()  # gets the first token
+        claims = jwt_claims(self.client._tokens._access or "")
+        ttl = claims.get("exp", 0) - claims.get("iat", 0)
+        if not 0 < ttl <= SHORT_TTL:
+            msg = f"the server's access tokens live {ttl}s; start it with ACCESS_TOKEN_TTL=3 (run_integration.sh does)"
+            if os.environ.get("CI") == "true":
+                self.fail(msg)
+            self.skipTest(msg)
+        self.exp = claims["exp"]
+
+    def wait_until(self, t: float) -> None:
+        # Bounded: t is at most SHORT_TTL + SERVER_LEEWAY + 2 seconds after the token was issued.
+        time.sleep(max(0.0, t - time.time()))
+
+    def test_run_code_works_after_the_access_token_expired(self) -> None:
+        with self.client.acquire() as sb:
+            first, refresh = self.client._tokens._access, self.client._tokens._refresh
+            self.wait_until(self.exp + 1)
+            self.assertEqual(sb.run_code("print('still here')").stdout, "still here\n")
+            self.assertNotEqual(self.client._tokens._access, first)
+            self.assertNotEqual(self.client._tokens._refresh, refresh)  # rotated
+
+    def test_a_token_the_server_calls_expired_is_refreshed_after_the_401(self) -> None:
+        with self.client.acquire() as sb:
+            first = self.client._tokens._access
+            # A client clock stuck at the start (a skewed clock) never refreshes ahead of time,
+            # so the server has to refuse the token first: past exp and its drift leeway.
+            frozen = time.time()
+            self.client._tokens.clock = lambda: frozen
+            self.wait_until(self.exp + SERVER_LEEWAY + 2)
+            with self.assertLogs("cloud_sandbox", "INFO") as logs:
+                self.assertEqual(sb.run_code("print('after 401')").stdout, "after 401\n")
+            self.assertTrue(any("after 401 (token expired)" in line for line in logs.output), logs.output)
+            self.assertNotEqual(self.client._tokens._access, first)
 
 
 def _quiet_delete(c: Client, session_id: str) -> None:
