@@ -71,7 +71,7 @@ CLOUD_SANDBOX_DIR ?= /var/lib/cloud-sandbox
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 KUBECTL ?= kubectl
 
-.PHONY: sandboxd-image docker-image compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod nomad-dev nomad-dev-stop
+.PHONY: sandboxd-image docker-image secrets compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod nomad-dev nomad-dev-stop
 
 # Three local sandboxd processes; ports in deploy/run-all.sh. Ctrl-C stops all.
 run-all: build image
@@ -83,7 +83,13 @@ sandboxd-image: build
 
 docker-image: sandboxd-image
 
-compose-up: sandboxd-image image
+# The production deployments' secrets, each made only when absent
+# (deploy/secrets.sh): JWT secret, API keys and cluster TLS in deploy/secrets/
+# for compose, and the prod overlay's files in deploy/k8s/prod/. Gitignored.
+secrets: build
+	@bash deploy/secrets.sh $(BIN)/sandboxd deploy/secrets deploy/k8s/prod
+
+compose-up: secrets sandboxd-image image
 	install -D -m 0755 $(BIN)/sandbox-agent $(CLOUD_SANDBOX_DIR)/bin/sandbox-agent
 	CLOUD_SANDBOX_DIR=$(CLOUD_SANDBOX_DIR) SANDBOXD_IMAGE=$(SANDBOXD_IMAGE) $(COMPOSE) -f deploy/docker-compose.yml up -d
 
@@ -93,7 +99,7 @@ compose-down:
 k8s-dev:
 	$(KUBECTL) apply -k deploy/k8s/dev
 
-k8s-prod:
+k8s-prod: secrets
 	$(KUBECTL) apply -k deploy/k8s/prod
 
 k8s-delete-dev:
