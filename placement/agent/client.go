@@ -21,12 +21,24 @@ import (
 type Client struct {
 	base   string // scheme://host with no trailing slash
 	secret string
+	err    error // set: every request fails with it
 	http   *http.Client
 }
 
 // NewClient returns a client for endpoint "unix:///path/agent.sock" or
-// "http://host:port". secret is sent as a bearer token when not empty.
+// "http://host:port". secret is sent as a bearer token when not empty. An
+// "https://" endpoint needs the agent's certificate pin: see
+// NewPinnedClient; without one every request fails with ErrCertMismatch.
 func NewClient(endpoint, secret string) *Client {
+	return NewPinnedClient(endpoint, secret, "")
+}
+
+// NewPinnedClient returns a client for an agent's recorded placement: for
+// "https://host:port" it speaks TLS 1.3 and accepts only the certificate
+// whose SHA-256 (hex) is certSHA256. A pin given with a plain endpoint is
+// refused too (every request fails): a placement that recorded a
+// certificate must never be reached in the clear.
+func NewPinnedClient(endpoint, secret, certSHA256 string) *Client {
 	tr := &http.Transport{
 		MaxIdleConns:          16,
 		MaxIdleConnsPerHost:   16,
@@ -35,6 +47,7 @@ func NewClient(endpoint, secret string) *Client {
 		DisableCompression:    true,
 	}
 	base := strings.TrimRight(endpoint, "/")
+	var err error
 	if sock, ok := strings.CutPrefix(endpoint, "unix://"); ok {
 		var d net.Dialer
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -44,7 +57,14 @@ func NewClient(endpoint, secret string) *Client {
 	} else {
 		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
-	return &Client{base: base, secret: secret, http: &http.Client{Transport: tr}}
+	switch {
+	case strings.HasPrefix(endpoint, "https://"):
+		tr.TLSClientConfig = pinnedTLSConfig(certSHA256)
+		tr.TLSHandshakeTimeout = 10 * time.Second
+	case certSHA256 != "":
+		err = fmt.Errorf("%w: endpoint %s is not https", ErrCertMismatch, endpoint)
+	}
+	return &Client{base: base, secret: secret, err: err, http: &http.Client{Transport: tr}}
 }
 
 // Close drops the client's idle connections.
@@ -210,6 +230,9 @@ func (c *Client) doStreamJSONBounded(ctx context.Context, method, path string, q
 
 // do sends a request and turns a non-2xx answer into *Error.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, ctype string) (*http.Response, error) {
+	if c.err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, c.err)
+	}
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()

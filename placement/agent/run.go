@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,12 @@ type RunConfig struct {
 	Listen string
 	// Server configures the API; a TCP listener requires Server.Secret.
 	Server ServerConfig
+	// TLSCertPEM and TLSKeyPEM make a TCP listener serve TLS 1.3 with this
+	// certificate (see tls.go). A TCP listener without them is refused
+	// unless InsecurePlainTCP says plain HTTP is wanted (a test, a network
+	// nobody else can see). A unix socket takes neither.
+	TLSCertPEM, TLSKeyPEM []byte
+	InsecurePlainTCP      bool
 	// Subreaper makes the agent adopt and reap orphaned descendants when it
 	// is not PID 1 (as PID 1 it does so anyway).
 	Subreaper bool
@@ -57,6 +64,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
+	tlsCfg, err := runTLS(cfg)
+	if err != nil {
+		return err
+	}
 	l, cleanup, inheritedABI, err := listenOrInherit(cfg.Listen, cfg.Server.Secret)
 	if err != nil {
 		return err
@@ -69,8 +80,14 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	srv := NewServer(cfg.Server)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	log.Info("agent: serving", "listen", cfg.Listen, "pid", os.Getpid(), "uid", os.Getuid(), "init", isInit)
+	// TLS wraps the listener only here: the Landlock re-exec above hands
+	// over the bare socket, and the new image reads its key again.
+	sl := l
+	if tlsCfg != nil {
+		sl = tls.NewListener(l, tlsCfg)
+	}
+	go func() { served <- srv.Serve(sl) }()
+	log.Info("agent: serving", "listen", cfg.Listen, "tls", tlsCfg != nil, "pid", os.Getpid(), "uid", os.Getuid(), "init", isInit)
 
 	var sig os.Signal
 	select {
@@ -100,6 +117,24 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	return nil
+}
+
+// runTLS checks the listener's TLS settings before anything is opened and
+// returns what a TCP listener serves with (nil: plain HTTP).
+func runTLS(cfg RunConfig) (*tls.Config, error) {
+	tcp := strings.HasPrefix(cfg.Listen, "tcp://")
+	given := len(cfg.TLSCertPEM) > 0 || len(cfg.TLSKeyPEM) > 0
+	switch {
+	case given && !tcp:
+		return nil, fmt.Errorf("agent: listen %q: TLS is for a TCP listener; a unix socket's directory is its access control", cfg.Listen)
+	case given && cfg.InsecurePlainTCP:
+		return nil, fmt.Errorf("agent: listen %q: a TLS certificate and plain TCP both asked for", cfg.Listen)
+	case given:
+		return ServerTLSConfig(cfg.TLSCertPEM, cfg.TLSKeyPEM)
+	case tcp && !cfg.InsecurePlainTCP:
+		return nil, fmt.Errorf("agent: listen %q: a TCP listener serves TLS: give a certificate and key (-tls-cert-file and -tls-key-file, or SANDBOX_AGENT_TLS_CERT and SANDBOX_AGENT_TLS_KEY), or -insecure-plain-tcp", cfg.Listen)
+	}
+	return nil, nil
 }
 
 // closeInheritedOnExec marks every descriptor above stderr close-on-exec,
