@@ -38,8 +38,11 @@ type Placement struct {
 	Node          string `json:"node"`           // host or Nomad node id
 	ContainerID   string `json:"container_id"`   // Docker container id or Nomad allocation id
 	IP            string `json:"ip"`             // empty when the sandbox has no network
-	AgentEndpoint string `json:"agent_endpoint"` // "unix:///path/agent.sock" or "http://host:port"
+	AgentEndpoint string `json:"agent_endpoint"` // "unix:///path/agent.sock", "https://host:port" (or "http://" before TLS)
 	AgentSecret   string `json:"agent_secret,omitempty"`
+	// AgentCertSHA256 is the hex SHA-256 of the agent's TLS certificate:
+	// an https endpoint is trusted with exactly that certificate.
+	AgentCertSHA256 string `json:"agent_cert_sha256,omitempty"`
 }
 
 // Sandbox is one isolated environment. Pool sandboxes have no Owner until
