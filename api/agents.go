@@ -39,6 +39,7 @@ type agentCache struct {
 type cachedAgent struct {
 	endpoint string
 	secret   string
+	pin      string // the agent certificate's SHA-256
 	client   *agent.Client
 }
 
@@ -53,7 +54,7 @@ func (c *agentCache) get(sb *fsm.Sandbox) sandboxAgent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := sb.Placement
-	if e, ok := c.clients[sb.ID]; ok && e.endpoint == p.AgentEndpoint && e.secret == p.AgentSecret {
+	if e, ok := c.clients[sb.ID]; ok && e.endpoint == p.AgentEndpoint && e.secret == p.AgentSecret && e.pin == p.AgentCertSHA256 {
 		return e.client
 	}
 	if old, ok := c.clients[sb.ID]; ok {
@@ -68,8 +69,8 @@ func (c *agentCache) get(sb *fsm.Sandbox) sandboxAgent {
 			}
 		}
 	}
-	cl := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
-	c.clients[sb.ID] = cachedAgent{endpoint: p.AgentEndpoint, secret: p.AgentSecret, client: cl}
+	cl := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
+	c.clients[sb.ID] = cachedAgent{endpoint: p.AgentEndpoint, secret: p.AgentSecret, pin: p.AgentCertSHA256, client: cl}
 	return cl
 }
 

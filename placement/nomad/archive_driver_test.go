@@ -26,7 +26,7 @@ func TestResumeByAnotherControlNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 	defer c.Close()
 	if _, err := c.WriteFile(ctx, e.ws+"/src/main.py", strings.NewReader("print(42)\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestResumeByAnotherControlNode(t *testing.T) {
 	if !moved || np.AgentSecret != p.AgentSecret || np.ContainerID == p.ContainerID {
 		t.Errorf("resume = %+v moved %v, want a new allocation with the job's secret", np, moved)
 	}
-	nc := agent.NewClient(np.AgentEndpoint, np.AgentSecret)
+	nc := agent.NewPinnedClient(np.AgentEndpoint, np.AgentSecret, np.AgentCertSHA256)
 	defer nc.Close()
 	rc, err := nc.ReadFile(ctx, e.ws+"/src/main.py")
 	if err != nil {
@@ -107,7 +107,7 @@ func TestPauseRefusesWorkspaceOverDiskLimit(t *testing.T) {
 			}
 			// The host directory standing in for /workspace has no tmpfs
 			// limit: it holds what a misbehaving agent could send.
-			c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+			c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 			defer c.Close()
 			big := make([]byte, 3<<20)
 			if _, err := rand.Read(big); err != nil {

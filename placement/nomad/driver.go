@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,16 +106,21 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}
-	p, err := d.place(ctx, spec.ID, spec.Image, d.job(spec, secret, d.shape(ctx)), secret)
+	id, err := d.newAgentTLS(spec.ID)
+	if err != nil {
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+	}
+	p, err := d.place(ctx, spec.ID, spec.Image, d.job(spec, secret, id, d.shape(ctx)))
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}
 	return p, nil
 }
 
-// place registers job and waits for it to run and its agent to answer; on
-// failure it purges the job. The caller holds the sandbox's lock.
-func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Job, secret string) (fsm.Placement, error) {
+// place registers job and waits for it to run and its agent to answer over
+// TLS, with the secret and certificate the job carries; on failure it
+// purges the job. The caller holds the sandbox's lock.
+func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Job) (fsm.Placement, error) {
 	start := time.Now()
 	defer d.forgetClients() // the clients' free room changed, or may have
 	resp, _, err := d.api.Jobs().Register(job, d.writeOpts(ctx))
@@ -126,7 +132,9 @@ func (d *Driver) place(ctx context.Context, sandboxID, image string, job *api.Jo
 		p.IP = "" // the API's contract: no network, no address
 	}
 	if err == nil {
-		p.AgentSecret = secret
+		p, err = agentAccess(p, job)
+	}
+	if err == nil {
 		err = d.waitHealthy(ctx, p)
 	}
 	if err != nil {
@@ -159,7 +167,7 @@ func (d *Driver) hasEgress(job *api.Job) bool {
 func (d *Driver) waitHealthy(ctx context.Context, p fsm.Placement) error {
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.HealthTimeout)
 	defer cancel()
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 	defer c.Close()
 	backoff := 20 * time.Millisecond
 	for {
@@ -234,4 +242,41 @@ func newSecret() (string, error) {
 		return "", fmt.Errorf("agent secret: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
+}
+
+// agentCertValidity is how long an agent's certificate says it is good for.
+// The control plane trusts the pinned certificate, not its dates, so this
+// only bounds what a reader of the certificate is told: a year outlasts
+// the default sandbox lifetime (24 h) and lets an operator's unlimited one
+// run without an expired certificate in view. Every resume makes a new key.
+const agentCertValidity = 365 * 24 * time.Hour
+
+// newAgentTLS makes the certificate and key of one placement of a sandbox.
+func (d *Driver) newAgentTLS(sandboxID string) (agent.TLSIdentity, error) {
+	id, err := agent.NewTLSIdentity(d.JobID(sandboxID), agentCertValidity)
+	if err != nil {
+		return agent.TLSIdentity{}, fmt.Errorf("agent certificate: %w", err)
+	}
+	return id, nil
+}
+
+// agentAccess completes p, as waitPlaced found it, with how the job lets
+// the control plane reach its agent: the bearer secret and, for a job
+// carrying a certificate, https pinned to that certificate. A job without
+// one (registered before agents served TLS) keeps plain http.
+func agentAccess(p fsm.Placement, job *api.Job) (fsm.Placement, error) {
+	p.AgentSecret = jobSecret(job)
+	cert := jobTemplate(job, tlsCertFile)
+	if cert == "" {
+		return p, nil
+	}
+	pin, err := agent.CertSHA256([]byte(cert))
+	if err != nil {
+		return fsm.Placement{}, fmt.Errorf("job %s: agent certificate: %w", *job.ID, err)
+	}
+	p.AgentCertSHA256 = pin
+	if rest, ok := strings.CutPrefix(p.AgentEndpoint, "http://"); ok {
+		p.AgentEndpoint = "https://" + rest
+	}
+	return p, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/nomad/api"
+
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
@@ -31,14 +33,28 @@ func TestCreateRunsAndServesExecAndFiles(t *testing.T) {
 	if p.Driver != "nomad" || p.Node != e.fake.NodeID() || p.ContainerID != allocs[0] {
 		t.Errorf("placement = %+v, want driver nomad on node %s alloc %s", p, e.fake.NodeID(), allocs[0])
 	}
-	if !regexp.MustCompile(`^http://127\.0\.0\.1:\d+$`).MatchString(p.AgentEndpoint) {
-		t.Errorf("endpoint = %q, want http://<node ip>:<mapped port>", p.AgentEndpoint)
+	if !regexp.MustCompile(`^https://127\.0\.0\.1:\d+$`).MatchString(p.AgentEndpoint) {
+		t.Errorf("endpoint = %q, want https://<node ip>:<mapped port>", p.AgentEndpoint)
 	}
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(p.AgentSecret) {
 		t.Errorf("secret = %q, want 32 random bytes in hex", p.AgentSecret)
 	}
+	// The pin is the certificate the job gave the agent, which the agent
+	// reads beside its secret with its key, both for the sandbox's uid only.
+	job := e.fake.Job("cs-test-sb1")
+	if pin, err := agent.CertSHA256([]byte(jobTemplate(job, tlsCertFile))); err != nil || p.AgentCertSHA256 != pin {
+		t.Errorf("pin = %q, want the job's certificate %q (%v)", p.AgentCertSHA256, pin, err)
+	}
+	for _, tm := range job.TaskGroups[0].Tasks[0].Templates {
+		if *tm.Perms != "0400" || *tm.Uid != placement.SandboxUID {
+			t.Errorf("template %s: perms %s uid %d, want 0400 for the sandbox's uid", *tm.DestPath, *tm.Perms, *tm.Uid)
+		}
+	}
+	if jobTemplate(job, tlsKeyFile) == "" {
+		t.Error("the job gives the agent no TLS key")
+	}
 
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 	defer c.Close()
 	res, err := c.Exec(ctx, agent.ExecRequest{Shell: "echo hello from $HOME"})
 	if err != nil {
@@ -59,11 +75,21 @@ func TestCreateRunsAndServesExecAndFiles(t *testing.T) {
 	if string(got) != "data" {
 		t.Errorf("read back %q, want data", got)
 	}
-	bad := agent.NewClient(p.AgentEndpoint, strings.Repeat("0", 64))
+	bad := agent.NewPinnedClient(p.AgentEndpoint, strings.Repeat("0", 64), p.AgentCertSHA256)
 	defer bad.Close()
 	var aerr *agent.Error
 	if _, err := bad.Exec(ctx, agent.ExecRequest{Argv: []string{"true"}}); !errors.As(err, &aerr) || aerr.Status != http.StatusUnauthorized {
 		t.Errorf("exec with a wrong secret: %v, want 401", err)
+	}
+	wrongPin := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, strings.Repeat("0", 64))
+	defer wrongPin.Close()
+	if _, err := wrongPin.Health(ctx); !errors.Is(err, agent.ErrCertMismatch) {
+		t.Errorf("health with a wrong pin: %v, want ErrCertMismatch", err)
+	}
+	plain := agent.NewClient(strings.Replace(p.AgentEndpoint, "https://", "http://", 1), p.AgentSecret)
+	defer plain.Close()
+	if _, err := plain.Health(ctx); err == nil {
+		t.Error("the agent answered plain http")
 	}
 
 	list, err := e.d.List(ctx)
@@ -205,7 +231,7 @@ func TestPauseResumeKeepsWorkspaceFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+			c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 			defer c.Close()
 			if _, err := c.WriteFile(ctx, e.ws+"/src/main.py", strings.NewReader("print(42)\n"), 0o644); err != nil {
 				t.Fatal(err)
@@ -243,7 +269,7 @@ func TestPauseResumeKeepsWorkspaceFiles(t *testing.T) {
 				t.Errorf("resume = %+v moved %v, want moved to the new alloc %s on node %s", np, moved, allocs[len(allocs)-1], tc.wantNode(e, p.Node))
 			}
 			// The files are back, at the endpoint and with the secret Resume reported.
-			nc := agent.NewClient(np.AgentEndpoint, np.AgentSecret)
+			nc := agent.NewPinnedClient(np.AgentEndpoint, np.AgentSecret, np.AgentCertSHA256)
 			defer nc.Close()
 			rc, err := nc.ReadFile(ctx, e.ws+"/src/main.py")
 			if err != nil {
@@ -253,6 +279,15 @@ func TestPauseResumeKeepsWorkspaceFiles(t *testing.T) {
 			rc.Close()
 			if string(got) != "print(42)\n" {
 				t.Errorf("file after resume = %q", got)
+			}
+			// A new allocation has a new key; the old certificate is refused.
+			if np.AgentCertSHA256 == "" || np.AgentCertSHA256 == p.AgentCertSHA256 || np.AgentSecret != p.AgentSecret {
+				t.Errorf("resumed pin %q secret %q; want a new pin (old %q) and the same secret", np.AgentCertSHA256, np.AgentSecret, p.AgentCertSHA256)
+			}
+			oldPin := agent.NewPinnedClient(np.AgentEndpoint, np.AgentSecret, p.AgentCertSHA256)
+			defer oldPin.Close()
+			if _, err := oldPin.Health(ctx); !errors.Is(err, agent.ErrCertMismatch) {
+				t.Errorf("resumed agent with the old pin: %v, want ErrCertMismatch", err)
 			}
 			if len(allocs) != 2 {
 				t.Errorf("allocations = %d, want the original and the resumed one", len(allocs))
@@ -302,4 +337,44 @@ func TestUpdateRefusesLimitChanges(t *testing.T) {
 	if err := e.d.Update(ctxT(t), "sb1", fsm.Resources{MemoryMB: 1024}); !errors.Is(err, ErrLimitsFixed) {
 		t.Errorf("update = %v, want ErrLimitsFixed", err)
 	}
+}
+
+// setAgentTLS gives a job the agent's certificate and key once: a job from
+// before agents served TLS gains them, a resumed one has them replaced.
+func TestSetAgentTLSReplaces(t *testing.T) {
+	d, err := New(Config{Address: "http://127.0.0.1:1", Cluster: "test", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := api.NewTask(taskName, "docker")
+	task.Templates = []*api.Template{secretTemplate(secretFile, "s")}
+	job := &api.Job{ID: ptr("j"), TaskGroups: []*api.TaskGroup{{Tasks: []*api.Task{task}}}}
+	for i := 0; i < 2; i++ {
+		id, err := d.newAgentTLS("sb1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		setAgentTLS(task, id)
+		if len(task.Templates) != 3 || jobSecret(job) != "s" || jobTemplate(job, tlsKeyFile) != string(id.KeyPEM) {
+			t.Fatalf("round %d: %d templates, secret %q", i, len(task.Templates), jobSecret(job))
+		}
+		p, err := agentAccess(fsmPlacement("http://10.0.0.1:2000"), job)
+		if err != nil || p.AgentEndpoint != "https://10.0.0.1:2000" || p.AgentCertSHA256 != id.SHA256 || p.AgentSecret != "s" {
+			t.Fatalf("round %d: placement %+v, %v; want https pinned to %s", i, p, err, id.SHA256)
+		}
+	}
+	// A job without a certificate (registered before TLS) keeps plain http.
+	task.Templates = task.Templates[:1]
+	if p, err := agentAccess(fsmPlacement("http://10.0.0.1:2000"), job); err != nil || p.AgentEndpoint != "http://10.0.0.1:2000" || p.AgentCertSHA256 != "" {
+		t.Fatalf("job without TLS: %+v, %v", p, err)
+	}
+	// A certificate that does not parse fails rather than downgrading.
+	task.Templates = append(task.Templates, secretTemplate(tlsCertFile, "not a certificate"))
+	if _, err := agentAccess(fsmPlacement("http://10.0.0.1:2000"), job); err == nil {
+		t.Fatal("a job with a broken certificate: no error")
+	}
+}
+
+func fsmPlacement(endpoint string) fsm.Placement {
+	return fsm.Placement{Driver: "nomad", AgentEndpoint: endpoint}
 }

@@ -2,6 +2,7 @@ package nomad
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -20,8 +21,8 @@ import (
 )
 
 // env is a driver pointed at a fake Nomad whose "tasks" are real agent
-// servers on loopback TCP, started with the secret from the job the driver
-// registered, so exec and file traffic take the production data path.
+// servers on loopback TCP, started with the secret and TLS certificate from
+// the job the driver registered, so exec and file traffic take the production data path.
 type env struct {
 	t      *testing.T
 	fake   *nomadfake.Server
@@ -83,9 +84,16 @@ func (e *env) startAgent(job *api.Job, label string, reserved int) int {
 		e.t.Errorf("agent listen on %d: %v", reserved, err)
 		return 0
 	}
+	// TLS with the job's certificate, as the agent serves it in the task.
+	tlsCfg, err := agent.ServerTLSConfig([]byte(jobTemplate(job, tlsCertFile)), []byte(jobTemplate(job, tlsKeyFile)))
+	if err != nil {
+		_ = l.Close()
+		e.t.Errorf("agent tls from job %s: %v", *job.ID, err)
+		return 0
+	}
 	srv := agent.NewServer(agent.ServerConfig{Workdir: e.ws, TempDir: e.t.TempDir(), Secret: jobSecret(job), Logger: quietLogger()})
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(tls.NewListener(l, tlsCfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.t.Errorf("agent serve: %v", err)
 		}
 	}()

@@ -31,6 +31,9 @@ const (
 	portLabel  = "agent"
 	agentPath  = "/.sandbox/agent"
 	secretFile = "secrets/agent-secret" // relative to the task dir
+	// The agent serves TLS with these, beside its secret file (its default).
+	tlsCertFile = "secrets/" + agent.TLSCertFile
+	tlsKeyFile  = "secrets/" + agent.TLSKeyFile
 
 	// Nomad keeps logFiles × logFileMB of the task's output; the
 	// ephemeral disk must exceed that.
@@ -92,13 +95,13 @@ func (sh shape) cpuMHz(cpus float64) int {
 
 // Job builds the Nomad job for one sandbox as a Nomad 1.6 client with the
 // configured (or default) MHz per core takes it; the secret is the agent's
-// bearer token. It is exported so jobs/sandbox.nomad.hcl can be checked
-// against it.
-func (d *Driver) Job(spec placement.Spec, secret string) *api.Job {
-	return d.job(spec, secret, shape{mhzPerCore: cmp.Or(d.cfg.MHzPerCPU, DefaultMHzPerCPU)})
+// bearer token and id its TLS certificate and key. It is exported so
+// jobs/sandbox.nomad.hcl can be checked against it.
+func (d *Driver) Job(spec placement.Spec, secret string, id agent.TLSIdentity) *api.Job {
+	return d.job(spec, secret, id, shape{mhzPerCore: cmp.Or(d.cfg.MHzPerCPU, DefaultMHzPerCPU)})
 }
 
-func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
+func (d *Driver) job(spec placement.Spec, secret string, cert agent.TLSIdentity, sh shape) *api.Job {
 	res := d.resources(spec.Resources)
 	id := d.JobID(spec.ID)
 	job := api.NewBatchJob(id, id, d.cfg.Region, d.cfg.Priority)
@@ -158,16 +161,8 @@ func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
 	task.Env = map[string]string{agent.GuardEnv: "on"}
 	// The secret reaches the agent as a file in the task's secrets/ dir
 	// (not the environment: execs would inherit it and docker inspect shows it).
-	task.Templates = []*api.Template{{
-		EmbeddedTmpl: ptr(secret),
-		DestPath:     ptr(secretFile),
-		Perms:        ptr("0400"),
-		Uid:          ptr(placement.SandboxUID),
-		Gid:          ptr(placement.SandboxUID),
-		ChangeMode:   ptr("noop"),
-		LeftDelim:    ptr("[[nomad-no-template"), // the secret is data, never a template
-		RightDelim:   ptr("nomad-no-template]]"),
-	}}
+	task.Templates = []*api.Template{secretTemplate(secretFile, secret)}
+	setAgentTLS(task, cert)
 	if d.cfg.AgentArtifact != "" {
 		task.Artifacts = []*api.TaskArtifact{{
 			GetterSource: ptr(d.cfg.AgentArtifact),
@@ -178,6 +173,36 @@ func (d *Driver) job(spec placement.Spec, secret string, sh shape) *api.Job {
 	tg.AddTask(task)
 	job.AddTaskGroup(tg)
 	return job
+}
+
+// secretTemplate renders data, verbatim, to dest in the task directory,
+// readable by the sandbox's uid only.
+func secretTemplate(dest, data string) *api.Template {
+	return &api.Template{
+		EmbeddedTmpl: ptr(data),
+		DestPath:     ptr(dest),
+		Perms:        ptr("0400"),
+		Uid:          ptr(placement.SandboxUID),
+		Gid:          ptr(placement.SandboxUID),
+		ChangeMode:   ptr("noop"),
+		LeftDelim:    ptr("[[nomad-no-template"), // the secret is data, never a template
+		RightDelim:   ptr("nomad-no-template]]"),
+	}
+}
+
+// setAgentTLS gives the task the agent's certificate and key as files
+// beside its secret, where the agent looks for them by default, replacing
+// any it had (a resumed job gets a new key; see pause.go). The files are
+// readable by the sandbox's uid, which user code runs as too: see
+// placement/agent/tls.go for what the key does and does not protect.
+func setAgentTLS(task *api.Task, id agent.TLSIdentity) {
+	kept := task.Templates[:0:0]
+	for _, tm := range task.Templates {
+		if tm.DestPath == nil || (*tm.DestPath != tlsCertFile && *tm.DestPath != tlsKeyFile) {
+			kept = append(kept, tm)
+		}
+	}
+	task.Templates = append(kept, secretTemplate(tlsCertFile, string(id.CertPEM)), secretTemplate(tlsKeyFile, string(id.KeyPEM)))
 }
 
 // taskConfig is the docker task's config: the docker driver's hardening.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 const jobsDir = "../../jobs"
@@ -178,7 +179,7 @@ func TestSandboxTemplateMatchesDriverJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := placement.Spec{ID: "sb1", Image: "cloud-sandbox/python:3.11", Resources: fsm.Resources{CPUCount: 0.5, MemoryMB: 256, DiskMB: 128}}
-	job := d.Job(s, "s3cret")
+	job := d.Job(s, "s3cret", agent.TLSIdentity{CertPEM: []byte("cert"), KeyPEM: []byte("key")})
 	vars := map[string]cty.Value{
 		"sandbox_id": cty.StringVal("sb1"), "cluster": cty.StringVal("test"), "job_prefix": cty.StringVal("cs-test"),
 		"image": cty.StringVal(s.Image), "cpu_mhz": cty.NumberIntVal(500), "memory_mb": cty.NumberIntVal(256),
@@ -297,7 +298,7 @@ func TestDriverJobShape(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			job := d.Job(placement.Spec{ID: "a", Image: "img", Network: tc.network, Resources: fsm.Resources{CPUCount: tc.cpus}}, "sec")
+			job := d.Job(placement.Spec{ID: "a", Image: "img", Network: tc.network, Resources: fsm.Resources{CPUCount: tc.cpus}}, "sec", agent.TLSIdentity{})
 			tg := job.TaskGroups[0]
 			task := tg.Tasks[0]
 			checks := []struct {

@@ -85,7 +85,7 @@ func (d *Driver) stopJob(ctx context.Context, sandboxID string) error {
 // saveWorkspace streams the agent's tar of /workspace into the store,
 // bounded by the sandbox's disk, then stores the record.
 func (d *Driver) saveWorkspace(ctx context.Context, sandboxID string, p fsm.Placement, diskMB int64, rec []byte) error {
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 	defer c.Close()
 	body, err := c.Download(ctx, d.workspace)
 	if err != nil {
@@ -147,10 +147,10 @@ func number(v any) (int64, bool) {
 // Resume registers the paused job again, unpinned, waits for its new
 // allocation and agent as Create does, restores /workspace, drops the
 // archive, and returns the new placement with moved = true. The agent
-// secret is the one the job was registered with. Any control node sharing
-// the store can resume what another paused. Resuming a running sandbox
-// succeeds and also reports its placement as moved: an earlier Resume may
-// have placed it without the caller recording where.
+// secret is the one the job was registered with; its TLS key is new. Any
+// control node sharing the store can resume what another paused. Resuming
+// a running sandbox succeeds and also reports its placement as moved: an
+// earlier Resume may have placed it without the caller recording where.
 func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, bool, error) {
 	if err := placement.CheckID(sandboxID); err != nil {
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox: %w", err)
@@ -175,7 +175,18 @@ func (d *Driver) Resume(ctx context.Context, sandboxID string) (fsm.Placement, b
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: decode pause record: %w", sandboxID, err)
 	}
 	job := fresh(rec.Job)
-	p, err := d.place(ctx, sandboxID, rec.Image, job, jobSecret(job))
+	// A new allocation, a new key: the old one stayed in the pause record
+	// and was readable inside the old sandbox.
+	id, err := d.newAgentTLS(sandboxID)
+	if err != nil {
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
+	}
+	task := sandboxTask(job)
+	if task == nil {
+		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: paused job has no task %q", sandboxID, taskName)
+	}
+	setAgentTLS(task, id)
+	p, err := d.place(ctx, sandboxID, rec.Image, job)
 	if err != nil {
 		// place purged the job; the archive stays for the next attempt.
 		return fsm.Placement{}, false, fmt.Errorf("resume sandbox %s: %w", sandboxID, err)
@@ -204,7 +215,7 @@ func (d *Driver) restoreWorkspace(ctx context.Context, sandboxID string, p fsm.P
 		return fmt.Errorf("restore workspace: %w", err)
 	}
 	defer f.Close()
-	c := agent.NewClient(p.AgentEndpoint, p.AgentSecret)
+	c := agent.NewPinnedClient(p.AgentEndpoint, p.AgentSecret, p.AgentCertSHA256)
 	defer c.Close()
 	if _, err := c.Upload(ctx, d.workspace, f); err != nil {
 		return fmt.Errorf("restore workspace: %w", err)
@@ -238,7 +249,9 @@ func (d *Driver) locate(ctx context.Context, sandboxID string) (*api.Job, fsm.Pl
 	if err != nil {
 		return nil, fsm.Placement{}, err
 	}
-	p.AgentSecret = jobSecret(job)
+	if p, err = agentAccess(p, job); err != nil {
+		return nil, fsm.Placement{}, err
+	}
 	return job, p, nil
 }
 
@@ -275,12 +288,27 @@ func fresh(job *api.Job) *api.Job {
 	return &j
 }
 
+// sandboxTask is the job's task that runs the agent (nil if none).
+func sandboxTask(job *api.Job) *api.Task {
+	for _, tg := range job.TaskGroups {
+		for _, t := range tg.Tasks {
+			if t.Name == taskName {
+				return t
+			}
+		}
+	}
+	return nil
+}
+
 // jobSecret reads the agent secret back from the job's template.
-func jobSecret(job *api.Job) string {
+func jobSecret(job *api.Job) string { return jobTemplate(job, secretFile) }
+
+// jobTemplate is the data the job's template renders to dest ("" if none).
+func jobTemplate(job *api.Job, dest string) string {
 	for _, tg := range job.TaskGroups {
 		for _, t := range tg.Tasks {
 			for _, tm := range t.Templates {
-				if tm.DestPath != nil && *tm.DestPath == secretFile && tm.EmbeddedTmpl != nil {
+				if tm.DestPath != nil && *tm.DestPath == dest && tm.EmbeddedTmpl != nil {
 					return *tm.EmbeddedTmpl
 				}
 			}

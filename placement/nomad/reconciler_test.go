@@ -62,7 +62,11 @@ func TestReconcilerCleansOrphansAndReplacesLostSandboxes(t *testing.T) {
 	}
 	foreign := spec
 	foreign.ID = "x"
-	if _, _, err := other.api.Jobs().Register(other.Job(foreign, "s"), nil); err != nil {
+	id, err := other.newAgentTLS(foreign.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.api.Jobs().Register(other.Job(foreign, "s", id), nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -128,7 +132,7 @@ func TestReconcilerRecordsResumeOnAnotherNode(t *testing.T) {
 	sandbox := func() *fsm.Sandbox { sb, _ := f.Sandbox("sb1"); return sb }
 	eventually(t, "session sandbox active", func() bool { sb := sandbox(); return sb != nil && sb.State == fsm.StateActive }, func() string { return fmt.Sprintf("sandbox %+v", sandbox()) })
 	before := sandbox().Placement
-	c := agent.NewClient(before.AgentEndpoint, before.AgentSecret)
+	c := agent.NewPinnedClient(before.AgentEndpoint, before.AgentSecret, before.AgentCertSHA256)
 	defer c.Close()
 	if _, err := c.WriteFile(ctx, e.ws+"/notes.txt", strings.NewReader("kept\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,7 +156,7 @@ func TestReconcilerRecordsResumeOnAnotherNode(t *testing.T) {
 	if after.State != fsm.StateActive || after.Placement.AgentEndpoint == before.AgentEndpoint || after.Placement.ContainerID == before.ContainerID {
 		t.Errorf("after resume: state %s placement %+v; want active in a new allocation at a new endpoint (was %+v)", after.State, after.Placement, before)
 	}
-	nc := agent.NewClient(after.Placement.AgentEndpoint, after.Placement.AgentSecret)
+	nc := agent.NewPinnedClient(after.Placement.AgentEndpoint, after.Placement.AgentSecret, after.Placement.AgentCertSHA256)
 	defer nc.Close()
 	rc, err := nc.ReadFile(ctx, e.ws+"/notes.txt")
 	if err != nil {
