@@ -40,6 +40,9 @@ func TestNomadResumeOnAnotherControlNode(t *testing.T) {
 	var s sessionView
 	alice.do("POST", "/api/v1/sessions", map[string]any{}, 201, &s)
 	alice.do("PUT", "/api/v1/files", map[string]any{"sandbox_id": s.SandboxID, "path": "/workspace/notes/keep.txt", "content": "kept across control nodes"}, 200, nil)
+	var before sandboxView
+	alice.do("GET", "/api/v1/sandbox/"+s.SandboxID, nil, 200, &before)
+	certBefore := checkAgentTLS(t, nomad, prefix+s.SandboxID, before.ContainerID, nodes...)
 	alice.do("POST", "/api/v1/sessions/"+s.SessionID+"/pause", nil, 200, &s)
 	eventually(t, "the paused sandbox's job stopped", time.Minute, func() bool {
 		return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)
@@ -65,6 +68,14 @@ func TestNomadResumeOnAnotherControlNode(t *testing.T) {
 		t.Fatalf("after resume on another control node: %+v", r)
 	}
 	t.Logf("resume on node %s after leader %s was killed → first exec: %s", next.id, leader.id, time.Since(start).Round(time.Millisecond))
+	// The node that resumed it recorded https pinned to the new
+	// allocation's own certificate; the exec above reached it through
+	// rest[0] with the placement as Raft replicated it.
+	var after sandboxView
+	bob.do("GET", "/api/v1/sandbox/"+s.SandboxID, nil, 200, &after)
+	if checkAgentTLS(t, nomad, prefix+s.SandboxID, after.ContainerID, rest...) == certBefore {
+		t.Errorf("the resumed allocation serves the paused one's certificate; want a new key")
+	}
 	bob.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)
 	eventually(t, "job purged after delete", time.Minute, func() bool {
 		return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)

@@ -93,6 +93,8 @@ func TestNomadGuideFlow(t *testing.T) {
 		if sb.Status != "active" || sb.IP != "" {
 			t.Fatalf("acquired %+v, want active with no ip (no network)", sb)
 		}
+		// sandboxd reaches the agent over TLS pinned to its job's certificate.
+		checkAgentTLS(t, nomad, prefix+sb.SandboxID, sb.ContainerID, n)
 		var r execResult
 		alice.do("POST", "/api/v1/execute", map[string]any{"sandbox_id": sb.SandboxID, "code": "import os; print(os.getuid(), 6*7)"}, 200, &r)
 		if r.Stdout != "1000 42\n" || r.ExitCode != 0 {
@@ -228,6 +230,7 @@ for a in sys.argv[1:]:
 		alice.do("PUT", "/api/v1/files", map[string]any{"sandbox_id": s.SandboxID, "path": "/workspace/keep.txt", "content": "kept"}, 200, nil)
 		var before sandboxView
 		alice.do("GET", "/api/v1/sandbox/"+s.SandboxID, nil, 200, &before)
+		certBefore := checkAgentTLS(t, nomad, prefix+s.SandboxID, before.ContainerID, n)
 		alice.do("POST", "/api/v1/sessions/"+s.SessionID+"/pause", nil, 200, &s)
 		eventually(t, "the paused sandbox's job stopped", time.Minute, func() bool {
 			return !slices.Contains(nomad.jobs(prefix), prefix+s.SandboxID)
@@ -244,6 +247,9 @@ for a in sys.argv[1:]:
 		alice.do("GET", "/api/v1/sandbox/"+s.SandboxID, nil, 200, &after)
 		if after.ContainerID == before.ContainerID {
 			t.Errorf("resume kept allocation %s; Nomad places a new one", after.ContainerID)
+		}
+		if checkAgentTLS(t, nomad, prefix+s.SandboxID, after.ContainerID, n) == certBefore {
+			t.Errorf("the resumed allocation serves the paused one's certificate; want a new key")
 		}
 		note("resume → first successful exec %s (one try)", first.Round(time.Millisecond))
 		alice.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)

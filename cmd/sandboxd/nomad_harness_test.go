@@ -3,17 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 // A real Nomad dev agent, configured from deploy/nomad/ as an operator
@@ -336,4 +344,83 @@ func leaderOf(t *testing.T, nodes []*node) *node {
 		return false
 	})
 	return leader
+}
+
+// placedEndpoint is the agent endpoint sandboxd recorded for an
+// allocation, as its driver logged it on placing ("sandbox placed") or
+// resuming ("sandbox resumed") it: the placement the reconciler records.
+func placedEndpoint(t *testing.T, allocID string, nodes ...*node) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="sandbox (?:placed|resumed)".* alloc\.id=` + regexp.QuoteMeta(allocID) + ` .*endpoint=(\S+)`)
+	for _, n := range nodes {
+		if m := re.FindStringSubmatch(n.logs.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no sandboxd log names the endpoint of allocation %s", allocID)
+	return ""
+}
+
+// checkAgentTLS checks the agent of a running sandbox as the control
+// plane reaches it: its recorded endpoint is https, the agent there serves
+// TLS 1.3 with the certificate its Nomad job carries (the one sandboxd
+// pins), and plain HTTP to the same port gets no answer from the API. It
+// returns the certificate's SHA-256.
+func checkAgentTLS(t *testing.T, nomad *nomadAgent, jobID, allocID string, nodes ...*node) string {
+	t.Helper()
+	endpoint := placedEndpoint(t, allocID, nodes...)
+	hostport, ok := strings.CutPrefix(endpoint, "https://")
+	if !ok {
+		t.Fatalf("recorded agent endpoint %q is not https", endpoint)
+	}
+	var job struct {
+		TaskGroups []struct {
+			Tasks []struct {
+				Templates []struct{ EmbeddedTmpl, DestPath string }
+			}
+		}
+	}
+	if code, err := nomad.get("/v1/job/"+jobID, &job); err != nil || code != 200 {
+		t.Fatalf("nomad job %s: %d %v", jobID, code, err)
+	}
+	want := ""
+	for _, tg := range job.TaskGroups {
+		for _, task := range tg.Tasks {
+			for _, tm := range task.Templates {
+				if tm.DestPath == "secrets/"+agent.TLSCertFile {
+					sum, err := agent.CertSHA256([]byte(tm.EmbeddedTmpl))
+					if err != nil {
+						t.Fatalf("job %s certificate: %v", jobID, err)
+					}
+					want = sum
+				}
+			}
+		}
+	}
+	if want == "" {
+		t.Fatalf("job %s gives its agent no certificate", jobID)
+	}
+
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	conn, err := tls.DialWithDialer(dialer, "tcp", hostport, &tls.Config{InsecureSkipVerify: true}) // only to read what it serves
+	if err != nil {
+		t.Fatalf("TLS to the agent at %s: %v", hostport, err)
+	}
+	st := conn.ConnectionState()
+	conn.Close()
+	sum := sha256.Sum256(st.PeerCertificates[0].Raw)
+	if got := hex.EncodeToString(sum[:]); got != want || st.Version != tls.VersionTLS13 {
+		t.Errorf("agent at %s serves certificate %s over TLS %x; want the job's %s over 1.3", hostport, got, st.Version, want)
+	}
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + hostport + "/health")
+	if err == nil {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 || strings.Contains(string(body), `"status"`) {
+			t.Errorf("plain http to the agent at %s answered %d %q", hostport, resp.StatusCode, body)
+		}
+	}
+	return want
 }
