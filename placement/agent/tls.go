@@ -27,11 +27,12 @@ import (
 // authenticates the control plane to the agent.
 //
 // The key reaches the agent as a file beside the bearer secret (or in the
-// environment), readable by the sandbox's uid, which is also the uid of
-// the user's code: the owner of a sandbox can read its key. It protects
-// the channel to that one sandbox, which the owner may use anyway; what it
-// stops is anyone else on the path between the control plane and the
-// Nomad client reading or changing that traffic.
+// environment: kept from execs, but /proc/1/environ shows it to any process
+// of the agent's uid), readable by the sandbox's uid, which is also the uid
+// of the user's code: the owner of a sandbox can read its key and secret.
+// It protects the channel to that one sandbox, which the owner may use
+// anyway; what it stops is anyone else on the path between the control
+// plane and the Nomad client reading or changing that traffic.
 
 // Default names of the agent's TLS files, beside its secret file.
 const (
