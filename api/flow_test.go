@@ -23,7 +23,7 @@ func TestGuideFlow(t *testing.T) {
 
 	r = e.call("POST", "/api/v1/auth/token", "", map[string]string{"user_id": "my-user", "role": "user"})
 	expect(t, r, http.StatusOK, "")
-	if r.str("token_type") != "Bearer" || r.str("expires_in") != "86400" || r.str("refresh_token") == "" {
+	if r.str("token_type") != "Bearer" || r.str("expires_in") != "900" || r.str("refresh_token") == "" {
 		t.Fatalf("token answer = %s", r.raw)
 	}
 	tok := r.str("access_token")
