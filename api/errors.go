@@ -105,6 +105,8 @@ func classify(err error) *Error {
 			return &Error{Status: http.StatusUnprocessableEntity, Code: codeUnprocessable, Msg: fsmErr.Error()}
 		case fsm.CodePoolExhausted:
 			return &Error{Status: http.StatusServiceUnavailable, Code: codePoolExhausted, Msg: fsmErr.Error(), RetryAfter: 5}
+		case fsm.CodeForbidden:
+			return &Error{Status: http.StatusForbidden, Code: codeForbidden, Msg: fsmErr.Error()}
 		case fsm.CodeQuotaExceeded:
 			return &Error{Status: http.StatusTooManyRequests, Code: codeQuota, Msg: fsmErr.Error(), RetryAfter: max(1, fsmErr.RetryAfter)}
 		}

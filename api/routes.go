@@ -65,6 +65,10 @@ func (s *Server) routes() http.Handler {
 				})
 				r.Method(http.MethodGet, "/sandboxes", handlerFunc(s.handleListSandboxes))
 				r.Method(http.MethodGet, "/quota", handlerFunc(s.handleQuota))
+				r.Method(http.MethodGet, "/egress", handlerFunc(s.handleMyEgress))
+				r.Method(http.MethodGet, "/egress/grants", handlerFunc(s.handleListEgressGrants))
+				r.Method(http.MethodPut, "/egress/grants/{subject}", handlerFunc(s.handlePutEgressGrant))
+				r.Method(http.MethodDelete, "/egress/grants/{subject}", handlerFunc(s.handleDeleteEgressGrant))
 
 				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",

@@ -43,7 +43,7 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 		sb   *fsm.Sandbox
 	)
 	for attempt := 1; ; attempt++ {
-		cmd := &fsm.SandboxAcquire{Owner: p.User, NewID: newID(), Image: req.Image, Network: req.Network,
+		cmd := &fsm.SandboxAcquire{Owner: p.User, Role: p.Role, NewID: newID(), Image: req.Image, Network: req.Network,
 			IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
 		if resp, err = s.apply(r.Context(), cmd, reqID); err != nil {
 			return err

@@ -39,9 +39,9 @@ func validImage(image string) error {
 }
 
 // sessionCommand validates the request and fills defaults.
-func (s *Server) sessionCommand(req sessionRequest, owner string) (*fsm.SessionCreate, error) {
+func (s *Server) sessionCommand(req sessionRequest, p *principal) (*fsm.SessionCreate, error) {
 	cmd := &fsm.SessionCreate{
-		ID: newID(), Owner: owner, SandboxID: newID(), Network: req.Network,
+		ID: newID(), Owner: p.User, Role: p.Role, SandboxID: newID(), Network: req.Network,
 		Image: req.Image, CPUCount: s.cfg.DefaultCPUCount, MemoryMB: s.cfg.DefaultMemoryMB,
 		IdleTimeout: s.cfg.DefaultIdleTimeout, MaxLifetime: s.cfg.DefaultLifetime,
 	}
@@ -88,7 +88,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) err
 	if err := decodeJSON(r, &req, true); err != nil {
 		return err
 	}
-	if _, err := s.sessionCommand(req, p.User); err != nil {
+	if _, err := s.sessionCommand(req, p); err != nil {
 		return err
 	}
 	reqID, err := requestIDFor(r, p, "session-create")
@@ -97,7 +97,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) err
 	}
 	var se *fsm.Session
 	for attempt := 1; ; attempt++ {
-		cmd, _ := s.sessionCommand(req, p.User) // validated above; fresh ids each attempt
+		cmd, _ := s.sessionCommand(req, p) // validated above; fresh ids each attempt
 		resp, aerr := s.apply(r.Context(), cmd, reqID)
 		if aerr != nil {
 			return aerr

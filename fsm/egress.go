@@ -48,8 +48,8 @@ func (*EgressGrantSet) Type() CommandType { return TypeEgressGrantSet }
 // EgressSubject is the grant subject naming one user or one role.
 func EgressSubject(kind, name string) string { return kind + ":" + name }
 
-// validEgressSubject reports whether s is "user:<id>" or "role:<name>".
-func validEgressSubject(s string) bool {
+// ValidEgressSubject reports whether s is "user:<id>" or "role:<name>".
+func ValidEgressSubject(s string) bool {
 	kind, name, ok := strings.Cut(s, ":")
 	return ok && name != "" && (kind == "user" || kind == "role")
 }
@@ -57,7 +57,7 @@ func validEgressSubject(s string) bool {
 func applyEgressGrantSet(t *tx, c *EgressGrantSet) *Response {
 	g := c.Grant.Copy()
 	switch {
-	case !validEgressSubject(g.Subject):
+	case !ValidEgressSubject(g.Subject):
 		return fail(errorf(CodeInvalid, "egress grant subject %q must be user:<id> or role:<name>", g.Subject))
 	case len(g.Allow) > MaxEgressAllow:
 		return fail(errorf(CodeInvalid, "egress grant lists %d destinations; at most %d", len(g.Allow), MaxEgressAllow))
