@@ -18,6 +18,9 @@ type Spec struct {
 	Resources fsm.Resources
 	// Network allows egress; false means no interface but loopback.
 	Network bool
+	// EgressAllow is what a Network sandbox may reach (CIDRs and host
+	// names; empty: any public address). See package egress.
+	EgressAllow []string
 }
 
 // Instance is a sandbox as the driver sees it: a container or allocation

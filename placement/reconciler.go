@@ -383,7 +383,7 @@ func (r *Reconciler) async(ctx context.Context, id string, fn func()) bool {
 }
 
 func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
-	spec := Spec{ID: sb.ID, Image: sb.Image, Resources: sb.Resources, Network: sb.Network}
+	spec := Spec{ID: sb.ID, Image: sb.Image, Resources: sb.Resources, Network: sb.Network, EgressAllow: sb.EgressAllow}
 	r.async(ctx, sb.ID, func() {
 		// The pass may have read the state before an earlier create of this
 		// sandbox was recorded; only the claim holder reads it fresh.

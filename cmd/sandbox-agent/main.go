@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/egress"
 )
 
 // secretEnv carries the TCP bearer secret, tlsCertEnv and tlsKeyEnv the
@@ -30,6 +31,9 @@ const (
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == pauseArg {
 		pause() // the Nomad infra container; see pause.go
+	}
+	if len(os.Args) >= 2 && os.Args[1] == egress.HelperArg {
+		installEgress(os.Args[2:]) // the egress helper; see egress.go
 	}
 	listen := flag.String("listen", "unix:///run/sandbox/agent.sock", "unix:///path.sock or tcp://host:port")
 	workdir := flag.String("workdir", "/workspace", "default working directory and HOME of execs")

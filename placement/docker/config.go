@@ -1,6 +1,11 @@
 package docker
 
 import (
+	"net"
+	"net/netip"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/egress"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +45,11 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// PullTimeout bounds the one pull tried for a missing image (default 2 min).
 	PullTimeout time.Duration
+	// EgressDeny are addresses no sandbox may reach besides egress.AlwaysDenied
+	// and its own network: the control plane, the host, what the operator adds.
+	EgressDeny []netip.Prefix
+	// Resolver looks up allow-listed host names (default net.DefaultResolver).
+	Resolver egress.Resolver
 	// Logger receives the driver's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -71,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/egress"
 )
 
 // Create starts a hardened container for spec and returns once its agent
@@ -68,6 +69,14 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (p fsm.Placeme
 	}()
 
 	cfg, host := d.containerSpec(spec)
+	var rules egress.Rules
+	if spec.Network {
+		var pins []string
+		if rules, pins, err = d.egressRules(ctx, spec); err != nil {
+			return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+		}
+		host.ExtraHosts = pins
+	}
 	created, err := d.docker.ContainerCreate(ctx, cfg, host, nil, nil, d.containerName(spec.ID))
 	if errdefs.IsConflict(err) {
 		// Someone else's create of this id landed since the inspect above.
@@ -79,6 +88,11 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (p fsm.Placeme
 	id = created.ID
 	if err := d.docker.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: start container: %w", spec.ID, err)
+	}
+	if spec.Network {
+		if err := d.installEgress(ctx, spec, id, rules); err != nil {
+			return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+		}
 	}
 	if err := d.waitReady(ctx, id, d.endpoint(spec.ID)); err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)

@@ -23,7 +23,12 @@ func newDriver(cfg *config, log *slog.Logger) (placement.Driver, error) {
 		if err := installAgent(cfg.AgentBin); err != nil {
 			return nil, err
 		}
+		deny, err := egressDeny(context.Background(), cfg, os.Getenv, log)
+		if err != nil {
+			return nil, err
+		}
 		return docker.New(docker.Config{
+			EgressDeny:  deny,
 			Cluster:     cfg.ClusterName,
 			AgentBinary: cfg.AgentBin,
 			StateDir:    cfg.StateDir,
