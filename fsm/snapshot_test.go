@@ -71,7 +71,7 @@ func fixtureHarness(t *testing.T) *harness {
 	h.mustApply(create("pending1"))                                                                                  // 7
 	h.mustApply(create("failed1"), &SandboxFailed{ID: "failed1", Reason: "image missing"})                           // 8, 9
 	h.mustApply(create("gone1"), placed("gone1"), &SandboxRelease{ID: "gone1", Admin: true})                         // 10-12
-	h.mustApply(&EgressGrantSet{Grant: EgressGrant{Subject: "role:user", Allow: []string{"203.0.113.0/24"}}})         // 13
+	h.mustApply(&EgressGrantSet{Grant: EgressGrant{Subject: "role:user", Allow: []string{"203.0.113.0/24"}}})        // 13
 	h.mustApply(withRequest("req-session", netSession("sess-active", "bob", "sb-bob")), placed("sb-bob"))            // 14, 15
 	h.mustApply(netSession("sess-paused", "carol", "sb-carol1"), placed("sb-carol1"), pause("sess-paused", "carol")) // 16-18
 	h.mustApply(netSession("sess-deleted", "carol", "sb-carol2"), placed("sb-carol2"), del("sess-deleted", "carol")) // 19-21

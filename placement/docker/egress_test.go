@@ -6,8 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
