@@ -49,6 +49,11 @@ func TestEgressGrants(t *testing.T) {
 		t.Errorf("GET /egress after the grant = %s", r.raw)
 	}
 	expect(t, e.call("POST", "/api/v1/sessions", bob, map[string]any{"network": true}), http.StatusForbidden, codeForbidden)
+	r = e.call("POST", "/api/v1/sessions", alice, map[string]any{"network": true})
+	expect(t, r, http.StatusCreated, "")
+	if strings.Join(toStrings(r.body["egress_allow"]), ",") != "203.0.113.0/24,pypi.org" || r.body["network"] != true {
+		t.Errorf("session with egress = %s, want the grant's allow-list", r.raw)
+	}
 
 	// A role grant reaches every user of the role.
 	expect(t, e.call("PUT", "/api/v1/egress/grants/role:user", root, map[string]any{}), http.StatusOK, "")

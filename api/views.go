@@ -37,28 +37,32 @@ func viewSandbox(sb *fsm.Sandbox) sandboxView {
 
 // sessionView is the session JSON of api/DESIGN.md.
 type sessionView struct {
-	SessionID     string  `json:"session_id"`
-	UserID        string  `json:"user_id"`
-	Image         string  `json:"image"`
-	CPUCount      float64 `json:"cpu_count"`
-	MemoryMB      int64   `json:"memory_mb"`
-	Network       bool    `json:"network"`
-	Status        string  `json:"status"`
-	SandboxID     string  `json:"sandbox_id"`
-	SandboxStatus string  `json:"sandbox_status"`
-	CreatedAt     string  `json:"created_at"`
-	UpdatedAt     string  `json:"updated_at"`
-	LastActiveAt  string  `json:"last_active_at"`
-	IdleTimeout   int64   `json:"idle_timeout"`
-	MaxLifetime   int64   `json:"max_lifetime"`
+	SessionID string  `json:"session_id"`
+	UserID    string  `json:"user_id"`
+	Image     string  `json:"image"`
+	CPUCount  float64 `json:"cpu_count"`
+	MemoryMB  int64   `json:"memory_mb"`
+	Network   bool    `json:"network"`
+	// EgressAllow is what the sandbox may reach, fixed at its creation
+	// from the owner's grant (absent: no network, or any public address).
+	EgressAllow   []string `json:"egress_allow,omitempty"`
+	Status        string   `json:"status"`
+	SandboxID     string   `json:"sandbox_id"`
+	SandboxStatus string   `json:"sandbox_status"`
+	CreatedAt     string   `json:"created_at"`
+	UpdatedAt     string   `json:"updated_at"`
+	LastActiveAt  string   `json:"last_active_at"`
+	IdleTimeout   int64    `json:"idle_timeout"`
+	MaxLifetime   int64    `json:"max_lifetime"`
 }
 
 // viewSession renders a session with its sandbox's current state ("removed"
 // once the sandbox record is gone, e.g. after delete).
 func (s *Server) viewSession(se *fsm.Session) sessionView {
 	sbStatus := "removed"
+	var allow []string
 	if sb, err := s.state.Sandbox(se.SandboxID); err == nil {
-		sbStatus = string(sb.State)
+		sbStatus, allow = string(sb.State), sb.EgressAllow
 	}
 	return sessionView{
 		SessionID:     se.ID,
@@ -67,6 +71,7 @@ func (s *Server) viewSession(se *fsm.Session) sessionView {
 		CPUCount:      se.CPUCount,
 		MemoryMB:      se.MemoryMB,
 		Network:       se.Network,
+		EgressAllow:   allow,
 		Status:        string(se.State),
 		SandboxID:     se.SandboxID,
 		SandboxStatus: sbStatus,
