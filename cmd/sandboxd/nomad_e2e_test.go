@@ -39,6 +39,7 @@ func TestNomadGuideFlow(t *testing.T) {
 		"NOMAD_PLACE_TIMEOUT": "90s",
 		// The missing-image case below names a registry on loopback.
 		"SANDBOX_ALLOWED_IMAGES": "127.0.0.1:1/*",
+		"ADMIN_USERS":            "root",
 	}
 	n := startNode(t, nodeOpts{cluster: cluster, env: env})
 	prefix := "cs-" + cluster + "-"
@@ -193,16 +194,66 @@ for a in sys.argv[1:]:
 				t.Errorf("no-network sandbox reached %s: %q %q", a, r.Stdout, r.Stderr)
 			}
 		}
-		// The same probe from a sandbox with egress connects: the check above
-		// can fail.
-		var s sessionView
-		alice.do("POST", "/api/v1/sessions", map[string]any{"network": true}, 201, &s)
-		alice.do("POST", "/api/v1/execute", map[string]any{"sandbox_id": s.SandboxID,
-			"command": []string{"python3", "-c", script, probe.addr}, "timeout": 30}, 200, &r)
-		if !strings.Contains(r.Stdout, probe.addr+" open") {
-			t.Errorf("egress sandbox could not reach the probe %s: %q %q", probe.addr, r.Stdout, r.Stderr)
+	})
+
+	// Egress under Nomad: the grant's firewall is installed by the job's
+	// prestart task. The "internet" is two TEST-NET addresses the test puts
+	// on the host's end of Nomad's bridge; the sandbox's routes to them
+	// are on-link (set by the test in its namespace), so nothing leaves the
+	// machine. An open grant reaching both proves the probe can succeed.
+	t.Run("egress follows the grant", func(t *testing.T) {
+		root := n.login(t, "root", "admin")
+		alice.do("POST", "/api/v1/sessions", map[string]any{"network": true}, 403, nil)
+		host := listenAll(t)
+		publicA, publicB := "203.0.113.10", "203.0.113.11"
+		probe := startProbe(t)
+		script := `import socket,sys
+for a in sys.argv[1:]:
+    h,p=a.rsplit(":",1)
+    try:
+        socket.create_connection((h,int(p)),timeout=2).close(); print(a,"open")
+    except OSError as e:
+        print(a,"blocked")`
+		cases := []struct {
+			name  string
+			allow []string
+			open  []string
+		}{
+			{"open grant: public only", []string{}, []string{publicA, publicB}},
+			{"allow-list", []string{publicA + "/32"}, []string{publicA}},
 		}
-		alice.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)
+		for i, tc := range cases {
+			root.do("PUT", "/api/v1/egress/grants/user:alice", map[string]any{"allow": tc.allow}, 200, nil)
+			var s sessionView
+			alice.do("POST", "/api/v1/sessions", map[string]any{"network": true}, 201, &s)
+			if i == 0 {
+				// The bridge exists once a bridge-mode allocation runs.
+				for _, a := range []string{publicA, publicB} {
+					run(t, "ip", "addr", "add", a+"/32", "dev", "nomad")
+					t.Cleanup(func() { exec.Command("ip", "addr", "del", a+"/32", "dev", "nomad").Run() })
+				}
+			}
+			pid := inspect(t, sandboxContainer(t, cluster, s.SandboxID), "{{.State.Pid}}")
+			for _, a := range []string{publicA, publicB} {
+				run(t, "nsenter", "-t", pid, "-n", "ip", "route", "replace", a+"/32", "dev", "eth0")
+			}
+			targets := []string{net.JoinHostPort(publicA, host), net.JoinHostPort(publicB, host),
+				net.JoinHostPort(bridgeGateway(t, "nomad"), host), net.JoinHostPort(dockerGateway(t), host), probe.addr}
+			var r execResult
+			alice.do("POST", "/api/v1/execute", map[string]any{"sandbox_id": s.SandboxID,
+				"command": append([]string{"python3", "-c", script}, targets...), "timeout": 60}, 200, &r)
+			for _, a := range targets {
+				h, _, _ := net.SplitHostPort(a)
+				want := " blocked"
+				if slices.Contains(tc.open, h) {
+					want = " open"
+				}
+				if !strings.Contains(r.Stdout, a+want) {
+					t.Errorf("%s: %s not%s: %q %q", tc.name, a, want, r.Stdout, r.Stderr)
+				}
+			}
+			alice.do("DELETE", "/api/v1/sessions/"+s.SessionID, nil, 200, nil)
+		}
 	})
 
 	t.Run("nothing writable on the client's disk", func(t *testing.T) {

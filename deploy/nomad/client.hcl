@@ -31,11 +31,15 @@ plugin "docker" {
       enabled = true
     }
 
-    # Nomad's default: Docker's default set without net_raw. Sandboxes drop
-    # all of them (cap_drop = ["ALL"]); the list is for the other jobs on the
-    # node, such as sandboxd itself (jobs/sandboxd.nomad.hcl).
+    # Nomad's default (Docker's default set without net_raw) plus net_admin.
+    # Sandboxes drop all of them (cap_drop = ["ALL"]). net_admin is for the
+    # "egress" prestart task of a sandbox allowed egress: it holds it only in
+    # the allocation's network namespace, installs that sandbox's firewall
+    # and exits before the sandbox starts. On a shared client, Nomad ACLs
+    # must keep other jobs from asking for it.
     allow_caps = ["audit_write", "chown", "dac_override", "fowner", "fsetid", "kill", "mknod",
-                  "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot"]
+                  "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot",
+                  "net_admin"]
 
     # runsc only if sandboxd runs with SANDBOX_RUNTIME=runsc (and gVisor is
     # installed as a Docker runtime); listing it costs nothing otherwise.

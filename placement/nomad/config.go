@@ -1,6 +1,11 @@
 package nomad
 
 import (
+	"net"
+	"net/netip"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/egress"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +65,12 @@ type Config struct {
 	// on every client; see placement/DESIGN.md).
 	EgressNetwork   string
 	NoEgressNetwork string
+	// EgressDeny are addresses no egress sandbox may reach besides
+	// egress.AlwaysDenied and its own network (the control plane, the
+	// clients' hosts); Resolver looks up allow-listed host names (default
+	// net.DefaultResolver). See placement/egress.
+	EgressDeny []netip.Prefix
+	Resolver   egress.Resolver
 	// Runtime is an optional OCI runtime (e.g. "runsc"); the clients' docker
 	// plugin must list it in allow_runtimes.
 	Runtime string
@@ -118,6 +129,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HealthTimeout == 0 {
 		c.HealthTimeout = DefaultHealthTimeout
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	if c.EgressNetwork == "" {
 		c.EgressNetwork = DefaultEgressNetwork

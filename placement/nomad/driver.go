@@ -110,7 +110,11 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (fsm.Placement
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}
-	p, err := d.place(ctx, spec.ID, spec.Image, d.job(spec, secret, id, d.shape(ctx)))
+	job := d.job(spec, secret, id, d.shape(ctx))
+	if err := d.withEgress(ctx, job, spec); err != nil {
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
+	}
+	p, err := d.place(ctx, spec.ID, spec.Image, job)
 	if err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}

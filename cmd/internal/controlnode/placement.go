@@ -44,6 +44,9 @@ func newDriver(cfg *config, log *slog.Logger) (placement.Driver, error) {
 		// The flags win over the environment here as everywhere: a
 		// cluster named by -cluster-name must own its Nomad jobs too.
 		ncfg.Cluster = cfg.ClusterName
+		if ncfg.EgressDeny, err = egressDeny(context.Background(), cfg, os.Getenv, log); err != nil {
+			return nil, err
+		}
 		if ncfg.Runtime == "" {
 			ncfg.Runtime = cfg.Runtime
 		}
