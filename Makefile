@@ -10,7 +10,7 @@ DATA_DIR ?= $(CURDIR)/.data
 
 export CGO_ENABLED = 0
 
-.PHONY: all build agent image run run-all test test-go test-nomad test-python bench vet clean
+.PHONY: all build agent image run run-all test test-go test-attack test-nomad test-python bench vet clean
 
 all: build
 
@@ -44,6 +44,11 @@ test-go:
 
 # Only the Nomad suite, against a real Nomad dev agent it starts from
 # deploy/nomad/; fails when no nomad binary is found.
+# The security tests of issue 11, by name (they run in `make test` too).
+test-attack: agent image
+	$(GO) test -count=1 -timeout 20m -run 'TLS|Corrupt|Token|Revoke|Quota|Image|Bounds|Abuse|Egress|Stream|Production|Development|HTTPServer|Hollow' ./cluster/... ./fsm/... ./api/... ./placement/...
+	$(GO) test -count=1 -timeout 5m -run 'K8sOverlays|ComposeFile|SecretsScript' ./cmd/sandboxd
+
 test-nomad: agent image
 	$(GO) test -count=1 -timeout 10m ./placement/nomad/...
 	NOMAD_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run 'Nomad' ./cmd/sandboxd
