@@ -101,3 +101,28 @@ func TestDedupeKeepsAtMost50000(t *testing.T) {
 		t.Errorf("oldest request id still deduplicated: %+v", oldest)
 	}
 }
+
+// A "not now" refusal is not remembered: the same request id is judged
+// again once the reason is gone (here a full pool, then a missing grant),
+// while a "no" keeps its answer (TestDedupe).
+func TestDedupeForgetsRetryableRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.mustApply(setPool(0, 1), acquire("bob", "b1"))
+	if r := h.apply(withRequest("r1", acquire("alice", "n1"))); r.Err == nil || r.Err.Code != CodePoolExhausted {
+		t.Fatalf("first try = %+v, want pool exhausted", r)
+	}
+	h.mustApply(release("b1", "bob"), &SandboxRemoved{ID: "b1"})
+	if r := h.apply(withRequest("r1", acquire("alice", "n1"))); r.Err != nil || r.Sandbox == nil || r.Sandbox.ID != "n1" {
+		t.Fatalf("retry after room was made = %+v, want sandbox n1", r)
+	}
+
+	h.mustApply(setPool(0, 5))
+	net := &SandboxAcquire{Owner: "carol", NewID: "c1", Network: true}
+	if r := h.apply(withRequest("r2", net)); r.Err == nil || r.Err.Code != CodeForbidden {
+		t.Fatalf("egress without a grant = %+v, want forbidden", r)
+	}
+	h.mustApply(grant("user:carol"))
+	if r := h.apply(withRequest("r2", net)); r.Err != nil || r.Sandbox == nil || r.Sandbox.ID != "c1" {
+		t.Fatalf("retry after the grant = %+v, want sandbox c1", r)
+	}
+}

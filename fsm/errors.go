@@ -56,3 +56,19 @@ var (
 func errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
+
+// retryable reports a refusal that says "not now" rather than "no": a
+// quota, a full pool, a missing egress grant. It is not remembered under
+// the command's request id, so a client retrying with the same
+// Idempotency-Key is judged again, not told the old answer for the
+// retention window. State was unchanged, so nothing is applied twice.
+func (e *Error) retryable() bool {
+	if e == nil {
+		return false
+	}
+	switch e.Code {
+	case CodeQuotaExceeded, CodePoolExhausted, CodeForbidden:
+		return true
+	}
+	return false
+}

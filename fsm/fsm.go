@@ -129,7 +129,7 @@ func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
 		t.abort()
 		t = newTx(db, index, h.Now)
 	}
-	if h.RequestID != "" {
+	if h.RequestID != "" && !resp.Err.retryable() {
 		t.putRequest(h.RequestID, resp.copy())
 	}
 	t.prune()
