@@ -53,6 +53,10 @@ variable "agent_port" {
 }
 # Per-sandbox random bearer secret of the agent's TCP listener.
 variable "agent_secret" { type = string }
+# The agent's TLS certificate and key (PEM), made per sandbox; sandboxd pins
+# the certificate's SHA-256 (placement/DESIGN.md).
+variable "agent_tls_cert" { type = string }
+variable "agent_tls_key" { type = string }
 
 job "sandbox" {
   id          = "${var.job_prefix}-${var.sandbox_id}"
@@ -168,6 +172,28 @@ job "sandbox" {
       template {
         data            = var.agent_secret
         destination     = "secrets/agent-secret"
+        perms           = "0400"
+        uid             = 1000
+        gid             = 1000
+        change_mode     = "noop"
+        left_delimiter  = "[[nomad-no-template"
+        right_delimiter = "nomad-no-template]]"
+      }
+
+      template {
+        data            = var.agent_tls_cert
+        destination     = "secrets/agent-cert.pem"
+        perms           = "0400"
+        uid             = 1000
+        gid             = 1000
+        change_mode     = "noop"
+        left_delimiter  = "[[nomad-no-template"
+        right_delimiter = "nomad-no-template]]"
+      }
+
+      template {
+        data            = var.agent_tls_key
+        destination     = "secrets/agent-key.pem"
         perms           = "0400"
         uid             = 1000
         gid             = 1000

@@ -60,7 +60,8 @@ func TestNomadGuideFlow(t *testing.T) {
 		for _, f := range files {
 			args := []string{"job", "validate"}
 			if strings.HasSuffix(f, "sandbox.nomad.hcl") {
-				args = append(args, "-var", "sandbox_id=validate", "-var", "image=python:3.11-slim", "-var", "agent_secret=x")
+				args = append(args, "-var", "sandbox_id=validate", "-var", "image=python:3.11-slim", "-var", "agent_secret=x",
+					"-var", "agent_tls_cert=x", "-var", "agent_tls_key=x")
 			}
 			if out, err := nomad.nomad(append(args, f)...); err != nil {
 				t.Errorf("nomad job validate %s: %v\n%s", f, err, out)

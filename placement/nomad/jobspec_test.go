@@ -184,6 +184,7 @@ func TestSandboxTemplateMatchesDriverJob(t *testing.T) {
 		"sandbox_id": cty.StringVal("sb1"), "cluster": cty.StringVal("test"), "job_prefix": cty.StringVal("cs-test"),
 		"image": cty.StringVal(s.Image), "cpu_mhz": cty.NumberIntVal(500), "memory_mb": cty.NumberIntVal(256),
 		"disk_mb": cty.NumberIntVal(128), "agent_secret": cty.StringVal("s3cret"),
+		"agent_tls_cert": cty.StringVal("cert"), "agent_tls_key": cty.StringVal("key"),
 	}
 	hj := one(t, parseHCL(t, filepath.Join(jobsDir, "sandbox.nomad.hcl"), vars), "job")
 	hg := one(t, hj, "group")
@@ -192,7 +193,6 @@ func TestSandboxTemplateMatchesDriverJob(t *testing.T) {
 	tg := job.TaskGroups[0]
 	task := tg.Tasks[0]
 	net := tg.Networks[0]
-	tmpl := task.Templates[0]
 	kill, _ := time.ParseDuration(ht["kill_timeout"].(string))
 
 	checks := []struct {
@@ -225,14 +225,7 @@ func TestSandboxTemplateMatchesDriverJob(t *testing.T) {
 		{"memory", one(t, ht, "resources")["memory"], *task.Resources.MemoryMB},
 		{"memory max", one(t, ht, "resources")["memory_max"], *task.Resources.MemoryMaxMB},
 		{"env", one(t, ht, "env"), task.Env},
-		{"template data", one(t, ht, "template")["data"], *tmpl.EmbeddedTmpl},
-		{"template destination", one(t, ht, "template")["destination"], *tmpl.DestPath},
-		{"template perms", one(t, ht, "template")["perms"], *tmpl.Perms},
-		{"template uid", one(t, ht, "template")["uid"], *tmpl.Uid},
-		{"template gid", one(t, ht, "template")["gid"], *tmpl.Gid},
-		{"template change mode", one(t, ht, "template")["change_mode"], *tmpl.ChangeMode},
-		{"template left delimiter", one(t, ht, "template")["left_delimiter"], *tmpl.LeftDelim},
-		{"template right delimiter", one(t, ht, "template")["right_delimiter"], *tmpl.RightDelim},
+		{"template count", len(ht["template"].([]tree)), len(task.Templates)},
 	}
 	for k, v := range task.Config {
 		switch k {
@@ -271,6 +264,23 @@ func TestSandboxTemplateMatchesDriverJob(t *testing.T) {
 		if _, ok := task.Config[k]; !ok {
 			t.Errorf("template sets config.%s, the driver does not", k)
 		}
+	}
+	// Every file the driver renders into the task (secret, TLS certificate
+	// and key) is rendered alike by the template.
+	for _, tm := range task.Templates {
+		ht := templateTo(t, ht, *tm.DestPath)
+		checks = append(checks, []struct {
+			name      string
+			hcl, goes any
+		}{
+			{*tm.DestPath + " data", ht["data"], *tm.EmbeddedTmpl},
+			{*tm.DestPath + " perms", ht["perms"], *tm.Perms},
+			{*tm.DestPath + " uid", ht["uid"], *tm.Uid},
+			{*tm.DestPath + " gid", ht["gid"], *tm.Gid},
+			{*tm.DestPath + " change mode", ht["change_mode"], *tm.ChangeMode},
+			{*tm.DestPath + " left delimiter", ht["left_delimiter"], *tm.LeftDelim},
+			{*tm.DestPath + " right delimiter", ht["right_delimiter"], *tm.RightDelim},
+		}...)
 	}
 	for _, c := range checks {
 		if h, g := norm(t, c.hcl), norm(t, c.goes); !reflect.DeepEqual(h, g) {
