@@ -42,11 +42,16 @@ func BenchmarkSandbox(b *testing.B) {
 		func() error { return dockerExec(ctx, d, s.p.ContainerID, "python3", "-c", "print(1)") },
 	})
 	hostTrue, agentTrue, dockerTrue, agentPy, dockerPy := execs[0], execs[1], execs[2], execs[3], execs[4]
+	egressSpec := func(id string) placement.Spec {
+		return placement.Spec{ID: id, Image: testImage, Network: true, EgressAllow: []string{"203.0.113.0/24"}}
+	}
 	starts := measureCreate(b, creates, []func(id string) error{
 		func(id string) error { _, err := d.Create(ctx, placement.Spec{ID: id, Image: testImage}); return err },
-		func(id string) error { return rawCreateStart(ctx, d, id) },
+		func(id string) error { return rawCreateStart(ctx, d, placement.Spec{ID: id, Image: testImage}) },
+		func(id string) error { _, err := d.Create(ctx, egressSpec(id)); return err },
+		func(id string) error { return rawCreateStart(ctx, d, egressSpec(id)) },
 	}, func(id string) { _ = d.Destroy(ctx, id) })
-	driverCreate, rawCreate := starts[0], starts[1]
+	driverCreate, rawCreate, egressCreate, rawBridge := starts[0], starts[1], starts[2], starts[3]
 
 	b.ReportMetric(ms(agentTrue), "agent-exec-ms")
 	b.ReportMetric(ms(dockerTrue), "docker-exec-ms")
@@ -63,6 +68,7 @@ func BenchmarkSandbox(b *testing.B) {
 	row("exec true via agent", agentTrue, "docker exec (API)", dockerTrue)
 	row("python print(1) via agent", agentPy, "docker exec python3 -c", dockerPy)
 	row("create+start+agent ready", driverCreate, "container create+start", rawCreate)
+	row("same, egress + firewall", egressCreate, "create+start on bridge", rawBridge)
 	fmt.Fprintf(&t, "%-28s %9.2f ms   %-24s %9.2f ms %+6.2f ms\n", "exec true via agent", ms(agentTrue), "host fork+exec true", ms(hostTrue), ms(agentTrue)-ms(hostTrue))
 	fmt.Fprint(os.Stdout, t.String())
 }
@@ -157,8 +163,9 @@ func dockerExec(ctx context.Context, d *Driver, id string, argv ...string) error
 
 // rawCreateStart is the same hardened container with a plain sleep instead
 // of the agent: the floor that Create's agent wait is judged against.
-func rawCreateStart(ctx context.Context, d *Driver, id string) error {
-	cfg, host := d.containerSpec(placement.Spec{ID: id, Image: testImage})
+func rawCreateStart(ctx context.Context, d *Driver, spec placement.Spec) error {
+	id := spec.ID
+	cfg, host := d.containerSpec(spec)
 	cfg.Entrypoint = []string{"sleep", "infinity"}
 	host.Mounts = nil
 	c, err := d.docker.ContainerCreate(ctx, cfg, host, nil, nil, d.containerName(id))
