@@ -92,11 +92,7 @@ type grantRequest struct {
 // Every entry is checked here so that a bad one is a 422 naming it, not a
 // sandbox that fails to start later.
 func (s *Server) handlePutEgressGrant(w http.ResponseWriter, r *http.Request) error {
-	p := principalFrom(r.Context())
-	if err := requireAdmin(r); err != nil {
-		return err
-	}
-	subject, err := grantSubject(r)
+	p, subject, err := adminGrantSubject(r)
 	if err != nil {
 		return err
 	}
@@ -131,11 +127,7 @@ func (s *Server) handlePutEgressGrant(w http.ResponseWriter, r *http.Request) er
 // handleDeleteEgressGrant removes a grant (admin). Sandboxes created under
 // it keep the firewall they were created with.
 func (s *Server) handleDeleteEgressGrant(w http.ResponseWriter, r *http.Request) error {
-	p := principalFrom(r.Context())
-	if err := requireAdmin(r); err != nil {
-		return err
-	}
-	subject, err := grantSubject(r)
+	p, subject, err := adminGrantSubject(r)
 	if err != nil {
 		return err
 	}
@@ -147,12 +139,17 @@ func (s *Server) handleDeleteEgressGrant(w http.ResponseWriter, r *http.Request)
 	return nil
 }
 
-func grantSubject(r *http.Request) (string, error) {
+// adminGrantSubject checks that the caller is an admin and returns it with
+// the grant subject the path names.
+func adminGrantSubject(r *http.Request) (*principal, string, error) {
+	if err := requireAdmin(r); err != nil {
+		return nil, "", err
+	}
 	subject := chi.URLParam(r, "subject")
 	if !fsm.ValidEgressSubject(subject) {
-		return "", errUnprocessable("subject %q must be user:<id> or role:<name>", subject)
+		return nil, "", errUnprocessable("subject %q must be user:<id> or role:<name>", subject)
 	}
-	return subject, nil
+	return principalFrom(r.Context()), subject, nil
 }
 
 func requireAdmin(r *http.Request) error {

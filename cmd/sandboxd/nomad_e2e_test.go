@@ -180,16 +180,9 @@ func TestNomadGuideFlow(t *testing.T) {
 		gw := bridgeGateway(t, "cs-noegress0")
 		host := listenAll(t)
 		targets := []string{probe.addr, net.JoinHostPort(gw, host), net.JoinHostPort(dockerGateway(t), host)}
-		script := `import socket,sys
-for a in sys.argv[1:]:
-    h,p=a.rsplit(":",1)
-    try:
-        socket.create_connection((h,int(p)),timeout=2).close(); print(a,"open")
-    except OSError as e:
-        print(a,"blocked")`
 		var r execResult
 		alice.do("POST", "/api/v1/execute", map[string]any{"sandbox_id": sb.SandboxID,
-			"command": append([]string{"python3", "-c", script}, targets...), "timeout": 30}, 200, &r)
+			"command": append([]string{"python3", "-c", connectScript}, targets...), "timeout": 30}, 200, &r)
 		for _, a := range targets {
 			if !strings.Contains(r.Stdout, a+" blocked") {
 				t.Errorf("no-network sandbox reached %s: %q %q", a, r.Stdout, r.Stderr)
@@ -208,13 +201,6 @@ for a in sys.argv[1:]:
 		host := listenAll(t)
 		publicA, publicB := "203.0.113.10", "203.0.113.11"
 		probe := startProbe(t)
-		script := `import socket,sys
-for a in sys.argv[1:]:
-    h,p=a.rsplit(":",1)
-    try:
-        socket.create_connection((h,int(p)),timeout=2).close(); print(a,"open")
-    except OSError as e:
-        print(a,"blocked")`
 		cases := []struct {
 			name  string
 			allow []string
@@ -242,7 +228,7 @@ for a in sys.argv[1:]:
 				net.JoinHostPort(bridgeGateway(t, "nomad"), host), net.JoinHostPort(dockerGateway(t), host), probe.addr}
 			var r execResult
 			alice.do("POST", "/api/v1/execute", map[string]any{"sandbox_id": s.SandboxID,
-				"command": append([]string{"python3", "-c", script}, targets...), "timeout": 60}, 200, &r)
+				"command": append([]string{"python3", "-c", connectScript}, targets...), "timeout": 60}, 200, &r)
 			for _, a := range targets {
 				h, _, _ := net.SplitHostPort(a)
 				want := " blocked"
@@ -645,3 +631,13 @@ func eventuallyFast(t *testing.T, what string, timeout time.Duration, cond func(
 		}
 	}
 }
+
+// connectScript tries a TCP connection to each host:port argument and
+// prints "<addr> open" or "<addr> blocked".
+const connectScript = `import socket,sys
+for a in sys.argv[1:]:
+    h,p=a.rsplit(":",1)
+    try:
+        socket.create_connection((h,int(p)),timeout=2).close(); print(a,"open")
+    except OSError as e:
+        print(a,"blocked")`

@@ -79,15 +79,7 @@ func TestBinary(t *testing.T) {
 	if asSandboxUser {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sandboxUID, Gid: sandboxUID}}
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	exited := startUntilCleanup(t, cmd)
 
 	c := NewClient("unix://"+sock, "not-for-children")
 	defer c.Close()

@@ -78,15 +78,7 @@ func startAgentBinary(t testing.TB, bin string, uid int, d containmentDirs, stde
 	if uid != os.Getuid() {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	exited := startUntilCleanup(t, cmd)
 	c := NewClient("unix://"+d.sock, "")
 	t.Cleanup(c.Close)
 	deadline := time.Now().Add(15 * time.Second)

@@ -311,15 +311,7 @@ func startBinary(t *testing.T, bin string, args, env []string) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stderr = &testLogWriter{t: t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	startUntilCleanup(t, cmd)
 }
 
 func waitHealthy(t *testing.T, ctx context.Context, c *Client) {
@@ -335,4 +327,21 @@ func waitHealthy(t *testing.T, ctx context.Context, c *Client) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startUntilCleanup starts cmd and kills it (and reaps it) when the test
+// ends. The channel receives its exit; a test that takes it must put it back
+// for the cleanup.
+func startUntilCleanup(t testing.TB, cmd *exec.Cmd) chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	return exited
 }
