@@ -170,7 +170,10 @@ func listen(addr, secret string) (net.Listener, func(), error) {
 		}
 		// Access control is the per-sandbox host directory holding the
 		// socket; the control plane may run under another uid than ours.
-		if err := os.Chmod(sock, 0o666); err != nil {
+		// Under gVisor (runsc --host-uds=create) the host's end of the
+		// socket belongs to the runtime and the chmod is refused; the
+		// directory still guards it, and sandboxd runs as root there.
+		if err := os.Chmod(sock, 0o666); err != nil && !errors.Is(err, fs.ErrPermission) {
 			_ = l.Close()
 			return nil, nil, fmt.Errorf("agent: chmod socket: %w", err)
 		}
