@@ -38,6 +38,12 @@ type Config struct {
 	// JoinAttempts bounds how often the join addresses are tried (default 10).
 	JoinAttempts int
 
+	// RaftMultiplier scales the four Raft timeouts below from their LAN
+	// base (Base*), as Consul's and Nomad's raft_multiplier do: 1 is the
+	// fastest failover, higher values tolerate slower networks and longer
+	// stalls. 0 means DefaultRaftMultiplier; valid values are 1–10. A
+	// timeout set explicitly is used as is.
+	RaftMultiplier     int
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -62,17 +68,33 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Defaults. On loopback a follower notices a dead leader after 1–2 heartbeat
-// timeouts (raft randomises them) and wins an election within 1–2 election
-// timeouts, so 500 ms puts a new leader in place in ~0.6–1.5 s: inside the 2 s
-// promise while staying clear of spurious elections on a loaded 2-core CI box
-// (a GC pause or -race run can stall 100+ ms). The lease must be shorter than
-// the heartbeat timeout.
+// Base Raft timings, RaftMultiplier 1, tuned for a LAN. A follower notices
+// a dead leader after 1–2 heartbeat timeouts (raft randomises them; the other
+// follower refuses votes until it has noticed too) and an election takes up
+// to 1–2 election timeouts more, so a write waits ~2–3 heartbeat timeouts
+// after a leader dies (measured in DESIGN.md, BenchmarkLeaderKill). The lease
+// must not exceed the heartbeat timeout; the commit timeout is how often an
+// idle leader tells followers the commit index.
 const (
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	DefaultCommitTimeout      = 20 * time.Millisecond
+	BaseHeartbeatTimeout   = 150 * time.Millisecond
+	BaseElectionTimeout    = 150 * time.Millisecond
+	BaseLeaderLeaseTimeout = 75 * time.Millisecond
+	BaseCommitTimeout      = 10 * time.Millisecond
+
+	// DefaultRaftMultiplier keeps writes unavailable for under 1 s (median)
+	// after a leader dies, while a 100+ ms GC pause or -race stall on a
+	// loaded 2-core box does not start an election. MaxRaftMultiplier is
+	// Consul's and Nomad's limit.
+	DefaultRaftMultiplier = 3
+	MaxRaftMultiplier     = 10
+)
+
+// Defaults. The Raft timeouts are the base times DefaultRaftMultiplier.
+const (
+	DefaultHeartbeatTimeout   = DefaultRaftMultiplier * BaseHeartbeatTimeout
+	DefaultElectionTimeout    = DefaultRaftMultiplier * BaseElectionTimeout
+	DefaultLeaderLeaseTimeout = DefaultRaftMultiplier * BaseLeaderLeaseTimeout
+	DefaultCommitTimeout      = DefaultRaftMultiplier * BaseCommitTimeout
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultTrailingLogs       = 10240
@@ -82,17 +104,25 @@ const (
 
 // withDefaults returns c with zero fields set to the defaults.
 func (c Config) withDefaults() Config {
+	if c.RaftMultiplier == 0 {
+		c.RaftMultiplier = DefaultRaftMultiplier
+	}
+	// Out of range is left for Validate to report; do not scale by it.
+	m := time.Duration(DefaultRaftMultiplier)
+	if c.RaftMultiplier >= 1 && c.RaftMultiplier <= MaxRaftMultiplier {
+		m = time.Duration(c.RaftMultiplier)
+	}
 	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+		c.HeartbeatTimeout = m * BaseHeartbeatTimeout
 	}
 	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = DefaultElectionTimeout
+		c.ElectionTimeout = m * BaseElectionTimeout
 	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = min(DefaultLeaderLeaseTimeout, c.HeartbeatTimeout)
+		c.LeaderLeaseTimeout = min(m*BaseLeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
 	if c.CommitTimeout == 0 {
-		c.CommitTimeout = DefaultCommitTimeout
+		c.CommitTimeout = m * BaseCommitTimeout
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
@@ -142,6 +172,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%s) must not exceed HeartbeatTimeout (%s)", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > MaxRaftMultiplier {
+		errs = append(errs, fmt.Errorf("RaftMultiplier must be 1–%d, got %d", MaxRaftMultiplier, c.RaftMultiplier))
 	}
 	if c.JoinAttempts < 0 {
 		errs = append(errs, fmt.Errorf("JoinAttempts must be positive, got %d", c.JoinAttempts))

@@ -29,6 +29,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Peers = []Peer{{"n1", "127.0.0.1:7001"}, {"n1", "127.0.0.1:7002"}}
 		}, "listed twice"},
 		{"peer without address", func(c *Config) { c.Peers = []Peer{{"n1", ""}} }, "ID and Addr are required"},
+		{"raft multiplier 1", func(c *Config) { c.RaftMultiplier = 1 }, ""},
+		{"raft multiplier 10", func(c *Config) { c.RaftMultiplier = MaxRaftMultiplier }, ""},
+		{"raft multiplier 11", func(c *Config) { c.RaftMultiplier = 11 }, "RaftMultiplier must be 1–10"},
+		{"negative raft multiplier", func(c *Config) { c.RaftMultiplier = -1 }, "RaftMultiplier must be 1–10"},
 		{"bootstrap and peers", func(c *Config) {
 			c.Bootstrap = true
 			c.Peers = []Peer{{"n1", "127.0.0.1:7001"}}
@@ -50,17 +54,41 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	// The failover promise (a new leader within 2 s on loopback) rests on
-	// these; see DESIGN.md.
-	if c.HeartbeatTimeout != 500*time.Millisecond || c.ElectionTimeout != 500*time.Millisecond ||
-		c.LeaderLeaseTimeout != 250*time.Millisecond {
-		t.Fatalf("timeouts = heartbeat %s election %s lease %s", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
+	// The failover promise (writes back within 1 s median after a leader
+	// dies, BenchmarkLeaderKill) rests on these; see DESIGN.md.
+	if c.RaftMultiplier != 3 || c.HeartbeatTimeout != 450*time.Millisecond || c.ElectionTimeout != 450*time.Millisecond ||
+		c.LeaderLeaseTimeout != 225*time.Millisecond || c.CommitTimeout != 30*time.Millisecond {
+		t.Fatalf("timeouts = multiplier %d heartbeat %s election %s lease %s commit %s", c.RaftMultiplier,
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout)
 	}
 	if c.SnapshotThreshold != 8192 || c.TrailingLogs != 10240 {
 		t.Fatalf("snapshot threshold %d trailing logs %d", c.SnapshotThreshold, c.TrailingLogs)
 	}
 	if c.Logger == nil || c.ApplyTimeout <= 0 || c.JoinAttempts <= 0 {
 		t.Fatalf("defaults missing: %+v", c)
+	}
+}
+
+func TestConfigRaftMultiplier(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want [4]time.Duration // heartbeat, election, lease, commit
+	}{
+		{"multiplier 1 is the LAN base", Config{RaftMultiplier: 1},
+			[4]time.Duration{BaseHeartbeatTimeout, BaseElectionTimeout, BaseLeaderLeaseTimeout, BaseCommitTimeout}},
+		{"multiplier 10 scales all four", Config{RaftMultiplier: 10},
+			[4]time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond, 750 * time.Millisecond, 100 * time.Millisecond}},
+		{"an explicit timeout wins", Config{RaftMultiplier: 10, HeartbeatTimeout: 200 * time.Millisecond},
+			[4]time.Duration{200 * time.Millisecond, 1500 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cfg.withDefaults()
+			got := [4]time.Duration{c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout}
+			if got != tc.want {
+				t.Fatalf("heartbeat, election, lease, commit = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
