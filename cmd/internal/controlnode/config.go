@@ -30,6 +30,9 @@ type config struct {
 	Peers       []cluster.Peer
 	Join        []string
 	ClusterName string
+	// RaftMultiplier scales the Raft timeouts (cluster.Config.RaftMultiplier):
+	// 1 on a quiet LAN for the fastest failover, up to 10 for slow links.
+	RaftMultiplier int
 
 	// TLSCA, TLSCert and TLSKey are PEM files for mutual TLS on the cluster
 	// port; all empty is plain TCP.
@@ -100,6 +103,11 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 	fs.StringVar(&c.TLSCA, "tls-ca", env("TLS_CA_FILE", ""), "cluster CA certificate (PEM) for mutual TLS between control nodes")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("TLS_CERT_FILE", ""), "this node's certificate (PEM), signed by -tls-ca")
 	fs.StringVar(&c.TLSKey, "tls-key", env("TLS_KEY_FILE", ""), "this node's private key (PEM)")
+	raftMult, err := envInt(getenv("RAFT_MULTIPLIER"), cluster.DefaultRaftMultiplier)
+	if err != nil {
+		return nil, fmt.Errorf("RAFT_MULTIPLIER: %w", err)
+	}
+	fs.IntVar(&c.RaftMultiplier, "raft-multiplier", raftMult, fmt.Sprintf("scales Raft's heartbeat, election, lease and commit timeouts, 1 (LAN, fastest failover) to %d", cluster.MaxRaftMultiplier))
 	fs.BoolVar(&c.Bootstrap, "bootstrap", envBool(getenv("BOOTSTRAP"), false), "bootstrap a single-node cluster (the default when neither -peers nor -join is given)")
 	fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", "cloud-sandbox"), "name labelling this cluster's sandboxes")
 	fs.StringVar(&c.Driver, "driver", env("PLACEMENT_DRIVER", "docker"), "placement driver: docker (local) or nomad")
@@ -115,7 +123,6 @@ func loadConfig(args []string, getenv func(string) string, d Defaults) (*config,
 		return nil, err
 	}
 
-	var err error
 	if c.Peers, err = parsePeers(*peers); err != nil {
 		return nil, err
 	}
@@ -302,6 +309,9 @@ func (c *config) validate() error {
 	}
 	if c.Bootstrap && len(c.Peers) > 0 {
 		errs = append(errs, errors.New("-bootstrap and -peers exclude each other"))
+	}
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > cluster.MaxRaftMultiplier {
+		errs = append(errs, fmt.Errorf("RAFT_MULTIPLIER / -raft-multiplier %d: want 1 to %d", c.RaftMultiplier, cluster.MaxRaftMultiplier))
 	}
 	return errors.Join(errs...)
 }
