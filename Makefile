@@ -76,7 +76,25 @@ CLOUD_SANDBOX_DIR ?= /var/lib/cloud-sandbox
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 KUBECTL ?= kubectl
 
-.PHONY: sandboxd-image docker-image secrets compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod nomad-dev nomad-dev-stop
+# Sandbox containers carry cloud-sandbox.cluster=<name>, egress helpers
+# cloud-sandbox.cluster.egress=<name> (placement/docker). CLUSTER_NAME is the
+# compose cluster's (docker-compose.yml's default); RUN_CLUSTER_NAME is make
+# run's and make run-all's (sandboxd's -cluster-name default).
+CLUSTER_NAME ?= cloud-sandbox
+RUN_CLUSTER_NAME ?= cloud-sandbox
+
+# $(call remove-sandboxes,names): docker rm -f every container so labelled.
+define remove-sandboxes
+docker info >/dev/null 2>&1 || { echo "docker is not reachable: no sandbox containers removed" >&2; exit 1; }; \
+ids=$$(for c in $(1); do \
+	docker ps -aq --filter "label=cloud-sandbox.cluster=$$c"; \
+	docker ps -aq --filter "label=cloud-sandbox.cluster.egress=$$c"; \
+done | sort -u); \
+if [ -z "$$ids" ]; then echo "no sandbox containers of cluster $(1)"; \
+else echo "removing $$(echo $$ids | wc -w) sandbox container(s) of cluster $(1)"; docker rm -f $$ids >/dev/null; fi
+endef
+
+.PHONY: clean-sandboxes sandboxd-image docker-image secrets compose-up compose-down k8s-dev k8s-prod k8s-delete-dev k8s-delete-prod nomad-dev nomad-dev-stop
 
 # Three local sandboxd processes; ports in deploy/run-all.sh. Ctrl-C stops all.
 run-all: build image
@@ -98,8 +116,25 @@ compose-up: secrets sandboxd-image image
 	install -D -m 0755 $(BIN)/sandbox-agent $(CLOUD_SANDBOX_DIR)/bin/sandbox-agent
 	CLOUD_SANDBOX_DIR=$(CLOUD_SANDBOX_DIR) SANDBOXD_IMAGE=$(SANDBOXD_IMAGE) $(COMPOSE) -f deploy/docker-compose.yml up -d
 
+# Stopping sandboxd leaves its sandbox containers running on purpose (a
+# restarted node adopts them), so compose-down removes them after the nodes
+# are gone, or the pool would refill them. `docker compose down` needs the
+# env_file to exist: when it is missing an empty one stands in and is
+# removed again, so `make secrets` still writes the real one.
 compose-down:
+	@set -e; env_file=deploy/secrets/sandboxd.env; \
+	if [ ! -e "$$env_file" ]; then \
+		echo "compose-down: $$env_file is missing; an empty one stands in for docker compose down"; \
+		mkdir -p "$$(dirname "$$env_file")"; : >"$$env_file"; trap 'rm -f "$$env_file"; rmdir deploy/secrets 2>/dev/null || true' EXIT; \
+	fi; \
 	CLOUD_SANDBOX_DIR=$(CLOUD_SANDBOX_DIR) $(COMPOSE) -f deploy/docker-compose.yml down
+	@$(call remove-sandboxes,$(CLUSTER_NAME))
+
+# Every sandbox container (and leftover egress helper) of CLUSTER_NAME and of
+# make run / run-all's cluster. Stop the sandboxd nodes first: a running
+# leader recreates its pool.
+clean-sandboxes:
+	@$(call remove-sandboxes,$(sort $(CLUSTER_NAME) $(RUN_CLUSTER_NAME)))
 
 k8s-dev:
 	$(KUBECTL) apply -k deploy/k8s/dev
