@@ -27,5 +27,6 @@ func (s *Server) apply(ctx context.Context, cmd fsm.Command, requestID string) (
 		s.metrics.countQuotaRejection(err)
 		return nil, err
 	}
+	noteWrite(ctx, resp.Index)
 	return resp, nil
 }

@@ -109,6 +109,10 @@ type Config struct {
 
 	// TouchInterval is the least time between two activity records of one sandbox.
 	TouchInterval time.Duration
+	// IndexWaitTimeout (INDEX_WAIT_TIMEOUT) bounds each consistency wait: for
+	// an index a request names, for the catch-up before a 404 or 409, and for
+	// a request that arrives while the node is still catching up at start.
+	IndexWaitTimeout time.Duration
 
 	Logger *slog.Logger
 }
@@ -146,6 +150,7 @@ func DefaultConfig() Config {
 		RateLimitRPS:       50,
 		RateLimitBurst:     100,
 		TouchInterval:      10 * time.Second,
+		IndexWaitTimeout:   5 * time.Second,
 		DefaultIdleTimeout: 30 * time.Minute,
 		DefaultLifetime:    24 * time.Hour,
 	}
@@ -223,6 +228,9 @@ func (c Config) withDefaults() Config {
 	if c.TouchInterval == 0 {
 		c.TouchInterval = d.TouchInterval
 	}
+	if c.IndexWaitTimeout == 0 {
+		c.IndexWaitTimeout = d.IndexWaitTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -283,6 +291,8 @@ func (c Config) Validate() error {
 		return errors.New("refresh TTL must not be shorter than access TTL")
 	case c.ReadyTimeout <= 0:
 		return errors.New("SANDBOX_READY_TIMEOUT must be positive")
+	case c.IndexWaitTimeout <= 0:
+		return errors.New("INDEX_WAIT_TIMEOUT must be positive")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("MAX_BODY_BYTES must be positive")
 	case c.MaxUploadBytes <= 0:
@@ -344,6 +354,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	set("SANDBOX_IDLE_TIMEOUT", func(v string) (e error) { c.DefaultIdleTimeout, e = parseSecondsOrZero(v); return e })
 	set("SANDBOX_MAX_LIFETIME", func(v string) (e error) { c.DefaultLifetime, e = parseSecondsOrZero(v); return e })
 	set("SANDBOX_READY_TIMEOUT", func(v string) (e error) { c.ReadyTimeout, e = parseSeconds(v); return e })
+	set("INDEX_WAIT_TIMEOUT", func(v string) (e error) { c.IndexWaitTimeout, e = parseSeconds(v); return e })
 	set("HTTP_READ_TIMEOUT", func(v string) (e error) { c.ReadTimeout, e = parseSeconds(v); return e })
 	set("HTTP_WRITE_TIMEOUT", func(v string) (e error) { c.WriteTimeout, e = parseSeconds(v); return e })
 	set("HTTP_IDLE_TIMEOUT", func(v string) (e error) { c.IdleTimeout, e = parseSeconds(v); return e })

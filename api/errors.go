@@ -27,6 +27,8 @@ const (
 	codeUnavailable   = "unavailable"
 	codePoolExhausted = "pool_exhausted"
 	codeQuota         = "quota_exceeded"
+	// codeNotReady: the node is catching up at start (api/DESIGN.md, "Consistency").
+	codeNotReady = "not_ready"
 	codeInternal      = "internal"
 )
 

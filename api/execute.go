@@ -126,10 +126,11 @@ func (s *Server) runnableSandbox(r *http.Request, id string) (*fsm.Sandbox, erro
 	if sb.State != fsm.StateActive {
 		// This node may lag a placement or a resume that the client already
 		// saw on another node: catch up once before answering 409.
-		if cerr := s.cluster.ConsistentRead(r.Context()); cerr == nil {
-			if fresh, ferr := s.state.Sandbox(id); ferr == nil {
-				sb = fresh
-			}
+		if cerr := s.catchUp(r.Context()); cerr != nil {
+			return nil, cerr
+		}
+		if fresh, ferr := s.state.Sandbox(id); ferr == nil {
+			sb = fresh
 		}
 	}
 	if sb.State == fsm.StateResuming {

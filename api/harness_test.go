@@ -50,6 +50,9 @@ type env struct {
 	cfg     Config
 	sock    string
 	workdir string
+	// base, when set, is the URL call sends to instead of http's (another
+	// node of the same cluster).
+	base string
 }
 
 type envOption func(*Config, *fsmPool)
@@ -218,7 +221,11 @@ func (e *env) call(method, path, token string, body any, headers ...string) resu
 		}
 		rd = bytes.NewReader(buf)
 	}
-	req, err := http.NewRequest(method, e.http.URL+path, rd)
+	base := e.http.URL
+	if e.base != "" {
+		base = e.base
+	}
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		e.t.Fatalf("new request: %v", err)
 	}

@@ -8,15 +8,24 @@ type healthResponse struct {
 	NodeID  string `json:"node_id"`
 	Leader  string `json:"leader"`
 	Role    string `json:"role"`
+	// Reason says why the node is not serving yet (status "starting").
+	Reason string `json:"reason,omitempty"`
 }
 
-// handleHealth answers 200 while the process serves; leader is "" during an
-// election, which a load balancer should not treat as down (reads still work).
+// handleHealth is the readiness check. Until the node has caught up with
+// the cluster at start it answers 503 with status "starting" and the reason
+// (the API answers 503 not_ready meanwhile); then 200 "ok". Once ready it
+// stays 200: leader is "" during an election, which a load balancer should
+// not treat as down (reads still work).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	leader, _ := s.cluster.Leader()
-	writeJSON(w, http.StatusOK, healthResponse{
-		Service: "gateway", Status: "ok", NodeID: s.cluster.ID(), Leader: leader, Role: s.role(),
-	})
+	h := healthResponse{Service: "gateway", Status: "ok", NodeID: s.cluster.ID(), Leader: leader, Role: s.role()}
+	status := http.StatusOK
+	if ok, reason := s.isReady(); !ok {
+		h.Status, h.Reason, status = "starting", reason, http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, h)
 	return nil
 }
 

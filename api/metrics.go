@@ -17,6 +17,9 @@ type metrics struct {
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
 	quotaRejections *prometheus.CounterVec
+	// indexWaitTimeouts counts requests refused because this node did not
+	// reach the index they named in time (api/DESIGN.md, "Consistency").
+	indexWaitTimeouts prometheus.Counter
 }
 
 // newMetrics registers the API's collectors on reg. Pool and session gauges
@@ -50,6 +53,10 @@ func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
 			Name: "quota_rejections_total",
 			Help: "Creates refused through this node by a user quota, by limit (sandboxes, sessions, cpu, memory_mb, creates_per_minute).",
 		}, []string{"limit"}),
+		indexWaitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "index_wait_timeouts_total",
+			Help: "Requests answered 503 because this node had not applied the index they named within INDEX_WAIT_TIMEOUT.",
+		}),
 	}
 	stat := func(f func(fsm.PoolStats) int) func() float64 {
 		return func() float64 { return float64(f(st.PoolStats())) }
@@ -66,7 +73,7 @@ func newMetrics(reg prometheus.Registerer, st State) (*metrics, error) {
 		}
 	}
 	collectors := []prometheus.Collector{
-		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration, m.quotaRejections,
+		m.executions, m.execDuration, m.sessionsCreated, m.httpRequests, m.httpDuration, m.quotaRejections, m.indexWaitTimeouts,
 		// The guide's *_total names are counters (promtool refuses the
 		// suffix on a gauge): sandboxes and sessions ever created in the
 		// cluster, replicated in the FSM so every node reports the same.

@@ -35,6 +35,9 @@ func (s *Server) routes() http.Handler {
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
 
 	r.Route("/api/v1", func(r chi.Router) {
+		// Not ready → 503; a named index is waited for; every answer says
+		// its index (consistency.go).
+		r.Use(s.consistency)
 		r.Group(func(r chi.Router) {
 			r.Use(s.limitByIP, limitBody(s.cfg.MaxBodyBytes))
 			r.Method(http.MethodPost, "/auth/token", handlerFunc(s.handleToken))
@@ -101,7 +104,7 @@ func (s *Server) opsRoutes() http.Handler {
 	r.NotFound(handlerFunc(func(http.ResponseWriter, *http.Request) error { return errNotFound("route") }).ServeHTTP)
 	r.Method(http.MethodGet, "/health", handlerFunc(s.handleHealth))
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
-	r.Method(http.MethodGet, "/api/v1/sandbox/stats", handlerFunc(s.handleStats))
+	r.With(s.consistency).Method(http.MethodGet, "/api/v1/sandbox/stats", handlerFunc(s.handleStats))
 	r.Method(http.MethodGet, "/api/v1/cluster", handlerFunc(s.handleCluster))
 	return r
 }

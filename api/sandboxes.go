@@ -171,15 +171,22 @@ func (s *Server) ownedSandbox(r *http.Request, id string) (*fsm.Sandbox, error) 
 	if id == "" {
 		return nil, errBadRequest("sandbox_id is required")
 	}
-	sb, err := s.state.Sandbox(id)
-	if err != nil {
-		// This node may lag the write that created it on another node:
-		// catch up once before answering 404.
-		if cerr := s.cluster.ConsistentRead(r.Context()); cerr == nil {
-			sb, err = s.state.Sandbox(id)
-		}
+	visible := func(sb *fsm.Sandbox, err error) bool {
+		return err == nil && (sb.Owner == p.User || p.admin())
 	}
-	if err != nil || (sb.Owner != p.User && !p.admin()) {
+	sb, err := s.state.Sandbox(id)
+	if !visible(sb, err) {
+		// This node may lag the write that created the sandbox, or that
+		// handed a warm pool sandbox (no owner yet here) to the caller, on
+		// another node: catch up once before answering 404. Unknown and
+		// foreign ids take the same path, so the answer's timing says
+		// nothing about whose an id is.
+		if cerr := s.catchUp(r.Context()); cerr != nil {
+			return nil, cerr
+		}
+		sb, err = s.state.Sandbox(id)
+	}
+	if !visible(sb, err) {
 		return nil, errNotFound("sandbox " + id)
 	}
 	return sb, nil

@@ -23,7 +23,8 @@ type Cluster interface {
 	// the FSM's business error comes back as the error.
 	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Response, error)
 	// ConsistentRead returns once the local FSM has every write committed
-	// before the call.
+	// before the call. The API calls it once at start (readiness) and once
+	// before answering 404 or 409 for an id it may lag on.
 	ConsistentRead(ctx context.Context) error
 	ID() string
 	Leader() (id, addr string)
@@ -71,6 +72,7 @@ type Server struct {
 	streams *streamLimiter
 	agents  *agentCache
 	touches *toucher
+	ready   *readiness
 
 	handler http.Handler
 	ops     http.Handler
@@ -121,6 +123,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.metrics = m
 	s.touches = newToucher(deps.Cluster, cfg.TouchInterval, s.log)
+	s.startReadiness()
 	s.handler = s.routes()
 	s.ops = s.opsRoutes()
 	return s, nil
@@ -138,6 +141,7 @@ func (s *Server) OpsHandler() http.Handler { return s.ops }
 // not wait for in-flight requests; the http.Server's Shutdown does that.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopReadiness()
 		s.touches.close()
 		s.agents.close()
 	})

@@ -161,13 +161,19 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) erro
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) error {
 	p := principalFrom(r.Context())
 	id := chi.URLParam(r, "session_id")
-	se, err := s.state.Session(id)
-	if err != nil {
-		if cerr := s.cluster.ConsistentRead(r.Context()); cerr == nil {
-			se, err = s.state.Session(id)
-		}
+	visible := func(se *fsm.Session, err error) bool {
+		return err == nil && (se.Owner == p.User || p.admin())
 	}
-	if err != nil || (se.Owner != p.User && !p.admin()) {
+	se, err := s.state.Session(id)
+	if !visible(se, err) {
+		// Created through another node that this one may lag: catch up once
+		// before answering 404 (ownedSandbox says why foreign ids too).
+		if cerr := s.catchUp(r.Context()); cerr != nil {
+			return cerr
+		}
+		se, err = s.state.Session(id)
+	}
+	if !visible(se, err) {
 		return errNotFound("session " + id)
 	}
 	writeJSON(w, http.StatusOK, s.viewSession(se))
