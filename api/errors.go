@@ -29,7 +29,7 @@ const (
 	codeQuota         = "quota_exceeded"
 	// codeNotReady: the node is catching up at start (api/DESIGN.md, "Consistency").
 	codeNotReady = "not_ready"
-	codeInternal      = "internal"
+	codeInternal = "internal"
 )
 
 // Error is an error with an HTTP status and a machine code. Handlers return
