@@ -9,12 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,7 +29,16 @@ import (
 
 // Main runs a node until SIGTERM or SIGINT and exits the process with its
 // outcome. name prefixes errors; args are the command-line flags.
+// "health [url]" instead checks a running node's /health (the compose
+// healthcheck: the image has no curl) and exits 0 only when it is ready.
 func Main(name string, args []string, d Defaults) {
+	if len(args) > 0 && args[0] == "health" {
+		if err := HealthCheck(args[1:], os.Getenv); err != nil {
+			fmt.Fprintf(os.Stderr, "%s health: %v\n", name, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := Run(args, d); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
@@ -131,6 +142,10 @@ func Run(args []string, d Defaults) error {
 	// half-done when leadership is handed over.
 	defer func() { recCancel(); <-recDone }()
 
+	// The API starts not ready: until this node has applied what the leader
+	// had committed (a single node: its own log), every API call but /health
+	// and /metrics answers 503 not_ready and /health says "starting", so a
+	// restarted node never serves a stale list (api/DESIGN.md, "Consistency").
 	srv, err := api.New(apiCfg, api.Deps{Cluster: node, State: state, Registry: reg, Gatherer: reg})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -187,4 +202,46 @@ func newLogger(cfg *config) *slog.Logger {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	return slog.New(h)
+}
+
+// healthCheckTimeout bounds one health check (compose runs it every few seconds).
+const healthCheckTimeout = 3 * time.Second
+
+// HealthCheck GETs a node's /health and fails unless it answers 200: the
+// node is up and caught up with its cluster. The URL is args[0], or
+// LISTEN_ADDR's (loopback when it names every interface).
+func HealthCheck(args []string, getenv func(string) string) error {
+	url := ""
+	if len(args) > 0 {
+		url = args[0]
+	} else {
+		addr := getenv("LISTEN_ADDR")
+		if addr == "" {
+			addr = "127.0.0.1:8080"
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("LISTEN_ADDR %q: %w", addr, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		url = "http://" + net.JoinHostPort(host, port) + "/health"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status + ": " + string(body))
+	}
+	return nil
 }
