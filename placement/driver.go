@@ -43,8 +43,14 @@ type Driver interface {
 	Name() string
 	// Create starts a sandbox and returns once its agent answers health checks.
 	Create(ctx context.Context, spec Spec) (fsm.Placement, error)
-	// Destroy stops and removes a sandbox and everything the driver made for it.
-	Destroy(ctx context.Context, sandboxID string) error
+	// Destroy stops and removes a sandbox and everything the driver made for
+	// it. With p.ContainerID set it acts on that container (allocation) only:
+	// when the sandbox's name now belongs to another, newer one, that one is
+	// left alone and Destroy succeeds, so a late call never removes what a
+	// later create made. A zero p.ContainerID removes whatever runs under the
+	// sandbox's name; the reconciler passes it only for what no state records
+	// (orphans, leftovers of an unfinished create).
+	Destroy(ctx context.Context, sandboxID string, p fsm.Placement) error
 	// Pause freezes a sandbox's processes, keeping memory.
 	Pause(ctx context.Context, sandboxID string) error
 	// Resume brings a paused sandbox back and returns where it now runs.

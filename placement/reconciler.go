@@ -22,6 +22,14 @@ type Applier interface {
 	ConsistentRead(ctx context.Context) error
 }
 
+// leadership is implemented by an Applier that knows whether this node
+// still leads (cluster.Node). The reconciler asks it right before every
+// destroy: the term's context ends only once the leadership change is
+// delivered, and raft may already have a new leader by then.
+type leadership interface {
+	IsLeader() bool
+}
+
 // State is the read side of the FSM that the reconciler needs.
 type State interface {
 	Sandbox(id string) (*fsm.Sandbox, error)
@@ -278,20 +286,21 @@ func (r *Reconciler) adopt(ctx context.Context) error {
 			adopted++
 		case ok && sb.State == fsm.StatePending:
 			// A create the previous leader did not finish: its placement was
-			// never recorded, so start over.
-			r.destroy(ctx, in.SandboxID)
+			// never recorded, so start over. The listed container, not the
+			// name: a late create of that name may land meanwhile.
+			r.destroy(ctx, in.SandboxID, in.Placement)
 			removed++
 		case ok:
 			// terminating or failed: the regular pass destroys it.
 		default:
 			r.log.Info("removing orphan sandbox", "sandbox.id", in.SandboxID, "status", in.Status)
-			r.destroy(ctx, in.SandboxID)
+			r.destroy(ctx, in.SandboxID, in.Placement)
 			removed++
 		}
 	}
 	for _, sb := range byID {
 		if sb.Placed() && !seen[sb.ID] {
-			r.fail(ctx, sb.ID, "container missing at leader start")
+			r.fail(ctx, sb, "container missing at leader start")
 		}
 		if sb.State == fsm.StateFailed && !seen[sb.ID] {
 			r.mu.Lock()
@@ -316,7 +325,7 @@ func (r *Reconciler) pass(ctx context.Context) {
 		case fsm.StatePending:
 			r.startCreate(ctx, sb)
 		case fsm.StateTerminating:
-			r.startDestroy(ctx, sb.ID, func() { r.removed(ctx, sb.ID) })
+			r.startDestroy(ctx, sb.ID, fsm.Placement{}, func() { r.removed(ctx, sb.ID) })
 		case fsm.StateFailed:
 			r.reapFailed(ctx, sb, now)
 		case fsm.StatePaused:
@@ -405,7 +414,7 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 			if sb.Pool {
 				r.warmFailed()
 			}
-			r.fail(ctx, sb.ID, err.Error())
+			r.fail(ctx, sb, err.Error())
 			return
 		}
 		if sb.Pool {
@@ -418,7 +427,8 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		if _, err := r.applyRetry(ctx, &fsm.SandboxPlaced{ID: sb.ID, Placement: p}); err != nil {
 			if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 				// Removed or failed meanwhile: the container must go.
-				r.destroy(ctx, sb.ID)
+				r.log.Info("placed sandbox gone from the state, destroying it", "sandbox.id", sb.ID, "err", err)
+				r.destroy(ctx, sb.ID, p)
 				return
 			}
 			r.log.Warn("record placement", "sandbox.id", sb.ID, "err", err)
@@ -444,32 +454,61 @@ func (r *Reconciler) create(ctx context.Context, spec Spec) (fsm.Placement, erro
 		if !errors.Is(err, ErrExists) || ctx.Err() != nil {
 			return p, err
 		}
+		// No state records the leftover (the sandbox is pending), so it
+		// goes by name.
 		r.log.Info("removing a leftover of an unfinished create", "sandbox.id", spec.ID)
-		if derr := r.destroy(ctx, spec.ID); derr != nil {
+		if derr := r.destroy(ctx, spec.ID, fsm.Placement{}); derr != nil {
 			return p, err
 		}
 	}
 	return p, err
 }
 
-func (r *Reconciler) startDestroy(ctx context.Context, id string, after func()) {
+// startDestroy removes a sandbox's container in the background. With after
+// set it is a terminating sandbox: the placement is the one the state holds
+// when the claim is taken, and after runs once it is gone. Without, it is an
+// orphan the driver listed at p.
+func (r *Reconciler) startDestroy(ctx context.Context, id string, p fsm.Placement, after func()) {
 	r.async(ctx, id, func() {
-		if cur, err := r.state.Sandbox(id); after != nil && (err != nil || cur.State != fsm.StateTerminating) {
-			return // already removed by an earlier call
+		if after != nil {
+			cur, err := r.state.Sandbox(id)
+			if err != nil || cur.State != fsm.StateTerminating {
+				return // already removed by an earlier call
+			}
+			p = cur.Placement
 		}
-		if r.destroy(ctx, id) == nil && after != nil {
+		if r.destroy(ctx, id, p) == nil && after != nil {
 			after()
 		}
 	})
 }
 
+// errNotLeading refuses a destroy once this term's leadership is gone.
+var errNotLeading = errors.New("not the leader of this term any more")
+
+// leading reports whether this term still holds the leadership: its context
+// lives and, when the Applier can tell, raft still calls this node leader.
+func (r *Reconciler) leading(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	l, ok := r.apply.(leadership)
+	return !ok || l.IsLeader()
+}
+
 // destroy removes a sandbox's container now (the caller holds its claim or
-// runs before any claim exists).
-func (r *Reconciler) destroy(ctx context.Context, id string) error {
+// runs before any claim exists): the one at p, or, with a zero p, whatever
+// runs under the sandbox's name. Only while this term leads: a new leader
+// may have made a newer container of that sandbox already.
+func (r *Reconciler) destroy(ctx context.Context, id string, p fsm.Placement) error {
+	if !r.leading(ctx) {
+		r.log.Info("not destroying: leadership lost", "sandbox.id", id, "container", shortID(p.ContainerID))
+		return errNotLeading
+	}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
-	if err := r.driver.Destroy(dctx, id); err != nil && !errors.Is(err, ErrNotFound) {
-		r.log.Warn("sandbox destroy failed", "sandbox.id", id, "err", err)
+	if err := r.driver.Destroy(dctx, id, p); err != nil && !errors.Is(err, ErrNotFound) {
+		r.log.Warn("sandbox destroy failed", "sandbox.id", id, "container", shortID(p.ContainerID), "err", err)
 		return err
 	}
 	r.mu.Lock()
@@ -485,9 +524,10 @@ func (r *Reconciler) removed(ctx context.Context, id string) {
 	}
 }
 
-func (r *Reconciler) fail(ctx context.Context, id, reason string) {
-	if _, err := r.applyRetry(ctx, &fsm.SandboxFailed{ID: id, Reason: reason}); err != nil && !errors.Is(err, fsm.ErrNotFound) {
-		r.log.Warn("record failure", "sandbox.id", id, "err", err)
+// fail marks a live sandbox failed.
+func (r *Reconciler) fail(ctx context.Context, sb *fsm.Sandbox, reason string) {
+	if _, err := r.applyRetry(ctx, &fsm.SandboxFailed{ID: sb.ID, Reason: reason}); err != nil && !errors.Is(err, fsm.ErrNotFound) {
+		r.log.Warn("record failure", "sandbox.id", sb.ID, "err", err)
 	}
 }
 
@@ -503,7 +543,11 @@ func (r *Reconciler) reapFailed(ctx context.Context, sb *fsm.Sandbox, now time.T
 	}
 	r.async(ctx, sb.ID, func() {
 		if !gone {
-			if r.destroy(ctx, sb.ID) != nil {
+			p := sb.Placement
+			if cur, err := r.state.Sandbox(sb.ID); err == nil {
+				p = cur.Placement
+			}
+			if r.destroy(ctx, sb.ID, p) != nil {
 				return
 			}
 			r.mu.Lock()
@@ -578,9 +622,13 @@ func (r *Reconciler) startResume(ctx context.Context, id string) {
 		r.mu.Unlock()
 		cmd := &fsm.SandboxResumed{ID: id, Moved: moved, Placement: p}
 		if _, err := r.applyRetry(ctx, cmd); err != nil {
-			// Released or failed meanwhile: the regular pass destroys it
-			// by id, wherever it now runs.
+			// Released or failed meanwhile. Where it was, the regular pass
+			// destroys it; where it moved to, no state records it, so it
+			// goes now.
 			r.log.Info("record resume", "sandbox.id", id, "err", err)
+			if moved && (errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict)) {
+				r.destroy(ctx, id, p)
+			}
 			return
 		}
 		r.log.Info("sandbox resumed", "sandbox.id", id, "moved", moved, "node", p.Node,
@@ -618,7 +666,7 @@ func (r *Reconciler) resume(ctx context.Context, id string) error {
 		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 			// Removed or failed meanwhile: the new allocation must go.
 			r.log.Info("resumed sandbox gone from the state, destroying it", "sandbox.id", id, "err", err)
-			r.destroy(ctx, id)
+			r.destroy(ctx, id, p)
 			return errGone
 		}
 		// Not recorded: report failure so the next pass resumes again (a
@@ -823,11 +871,11 @@ func (r *Reconciler) resync(ctx context.Context) {
 		}
 		if !ok {
 			r.log.Info("removing orphan sandbox", "sandbox.id", in.SandboxID, "status", in.Status)
-			r.startDestroy(ctx, in.SandboxID, nil)
+			r.startDestroy(ctx, in.SandboxID, in.Placement, nil)
 			continue
 		}
 		if !in.Running && sb.Placed() {
-			r.fail(ctx, sb.ID, "container exited: "+in.Status)
+			r.fail(ctx, sb, "container exited: "+in.Status)
 		}
 	}
 	for _, sb := range byID {
@@ -838,7 +886,7 @@ func (r *Reconciler) resync(ctx context.Context) {
 			continue
 		}
 		if sb.Placed() {
-			r.fail(ctx, sb.ID, "container removed")
+			r.fail(ctx, sb, "container removed")
 		}
 	}
 }

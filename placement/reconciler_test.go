@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,9 @@ type memDriver struct {
 	// refusePause makes Pause fail for good, as Nomad's does for a
 	// workspace larger than its disk limit.
 	refusePause bool
+	// onDestroy, if set, runs at the start of Destroy (without the lock):
+	// a test makes something happen while the destroy is under way.
+	onDestroy func(id string, p fsm.Placement)
 }
 
 // Capacity is the room left on the hosts; with no hostSlots, plenty.
@@ -78,12 +82,39 @@ func (d *memDriver) Create(_ context.Context, s Spec) (fsm.Placement, error) {
 	return p, nil
 }
 
-func (d *memDriver) Destroy(_ context.Context, id string) error {
+// Destroy removes the container at p, or, with no container id in p,
+// whatever runs under id, as the real drivers do: a newer container of the
+// same sandbox is kept (and the call says so in calls).
+func (d *memDriver) Destroy(_ context.Context, id string, p fsm.Placement) error {
+	d.mu.Lock()
+	hook := d.onDestroy
+	d.mu.Unlock()
+	if hook != nil {
+		hook(id, p)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.record("destroy " + id)
+	in, ok := d.instances[id]
+	if ok && p.ContainerID != "" && in.Placement.ContainerID != p.ContainerID {
+		d.record(fmt.Sprintf("destroy %s %s: kept %s", id, p.ContainerID, in.Placement.ContainerID))
+		return nil
+	}
+	d.record(strings.TrimSpace("destroy " + id + " " + p.ContainerID))
 	delete(d.instances, id)
 	return nil
+}
+
+// destroyed reports the Destroy calls that removed sandbox id's container.
+func (d *memDriver) destroyed(id string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, c := range d.calls {
+		if (c == "destroy "+id || strings.HasPrefix(c, "destroy "+id+" ")) && !strings.Contains(c, "kept") {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (d *memDriver) Pause(_ context.Context, id string) error {
@@ -170,6 +201,14 @@ type directApplier struct {
 	mu    sync.Mutex
 	f     *fsm.FSM
 	index uint64
+	// lost, if set, runs after each command is applied: an error it returns
+	// is what the proposer hears instead of the response, as when a commit
+	// is not acknowledged in time (the command applied all the same).
+	lost func(c fsm.Command) error
+	// follower is true once raft no longer calls this node the leader;
+	// leaderChecks counts how often the reconciler asked.
+	follower     atomic.Bool
+	leaderChecks atomic.Int64
 }
 
 func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, error) {
@@ -184,7 +223,17 @@ func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, 
 	}
 	a.index++
 	resp := a.f.Apply(&raft.Log{Index: a.index, Data: b}).(*fsm.Response)
+	if a.lost != nil {
+		if err := a.lost(c); err != nil {
+			return nil, err
+		}
+	}
 	return resp, resp.Error()
+}
+
+func (a *directApplier) IsLeader() bool {
+	a.leaderChecks.Add(1)
+	return !a.follower.Load()
 }
 
 func (a *directApplier) ConsistentRead(context.Context) error { return nil }
@@ -355,7 +404,7 @@ func TestReconcilerReplacesContainerRemovedBehindItsBack(t *testing.T) {
 	r.start()
 	r.eventually("3 idle", func() bool { return r.count(fsm.StateIdle) == 3 })
 	victim := r.driver.ids()[0]
-	r.driver.Destroy(context.Background(), victim)
+	r.driver.Destroy(context.Background(), victim, fsm.Placement{})
 	r.eventually("victim forgotten", func() bool {
 		_, err := r.f.Sandbox(victim)
 		return errors.Is(err, fsm.ErrNotFound)
@@ -591,4 +640,69 @@ func TestReconcilerReplacesLeftoverOfAnUnfinishedCreate(t *testing.T) {
 	if got := fmt.Sprint(r.driver.calls); !strings.Contains(got, "destroy "+id) {
 		t.Fatalf("leftover not destroyed before the retry; calls %s", got)
 	}
+}
+
+// An earlier leader's create of a pending sandbox left a container, which
+// this leader's adopt destroys; meanwhile that create, still retrying, makes
+// a newer one of the same name. The destroy addresses the container it
+// listed, so the newer one stays (the create then finds it and starts over
+// by name, as no state records it).
+func TestReconcilerDestroyLeavesANewerContainerOfTheSameSandbox(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 0, MaxSize: 2, Image: "img"})
+	id := NewID()
+	r.mustApply(&fsm.SandboxAcquire{Owner: "hal", NewID: id})
+	r.driver.instances[id] = &Instance{SandboxID: id, Running: true, Status: "leftover",
+		Placement: fsm.Placement{Driver: "mem", ContainerID: "c-old"}}
+	var once sync.Once
+	r.driver.onDestroy = func(got string, p fsm.Placement) {
+		if got != id {
+			return
+		}
+		once.Do(func() {
+			r.driver.mu.Lock()
+			r.driver.instances[id] = &Instance{SandboxID: id, Running: true, Status: "newer",
+				Placement: fsm.Placement{Driver: "mem", ContainerID: "c-newer"}}
+			r.driver.mu.Unlock()
+		})
+	}
+	r.start()
+	r.eventually("sandbox active", func() bool {
+		sb, err := r.f.Sandbox(id)
+		return err == nil && sb.State == fsm.StateActive
+	})
+	r.stop()
+	r.driver.mu.Lock()
+	calls := fmt.Sprint(r.driver.calls)
+	r.driver.mu.Unlock()
+	if !strings.Contains(calls, "destroy "+id+" c-old: kept c-newer") {
+		t.Errorf("the destroy of the listed leftover c-old did not leave the newer c-newer; calls: %s", calls)
+	}
+}
+
+// Raft no longer calls this node the leader, and the term's context has
+// not ended yet (the change is still on its way): a sandbox released
+// meanwhile is not destroyed by this node. Its successor does it.
+func TestReconcilerDestroysNothingAfterLeadershipIsLost(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 2, MaxSize: 3, Image: "img"})
+	r.start()
+	r.eventually("2 idle", func() bool { return r.count(fsm.StateIdle) == 2 })
+	victim := r.f.SandboxesByState(fsm.StateIdle)[0].ID
+	r.apply.follower.Store(true)
+	asked := r.apply.leaderChecks.Load()
+	r.mustApply(&fsm.SandboxRelease{ID: victim, Admin: true})
+	r.eventually("the reconciler asked whether it still leads", func() bool { return r.apply.leaderChecks.Load() > asked })
+	r.stop()
+	if got := r.driver.destroyed(victim); len(got) != 0 {
+		t.Errorf("destroyed after leadership was lost: %v", got)
+	}
+	if sb, err := r.f.Sandbox(victim); err != nil || sb.State != fsm.StateTerminating {
+		t.Errorf("released sandbox = %+v, %v; want still terminating, for the next leader", sb, err)
+	}
+
+	r.apply.follower.Store(false) // leader again, a new term
+	r.start()
+	r.eventually("released sandbox destroyed by the next term", func() bool {
+		_, err := r.f.Sandbox(victim)
+		return errors.Is(err, fsm.ErrNotFound) && len(r.driver.destroyed(victim)) == 1
+	})
 }

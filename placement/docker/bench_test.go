@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
@@ -50,7 +51,7 @@ func BenchmarkSandbox(b *testing.B) {
 		func(id string) error { return rawCreateStart(ctx, d, placement.Spec{ID: id, Image: testImage}) },
 		func(id string) error { _, err := d.Create(ctx, egressSpec(id)); return err },
 		func(id string) error { return rawCreateStart(ctx, d, egressSpec(id)) },
-	}, func(id string) { _ = d.Destroy(ctx, id) })
+	}, func(id string) { _ = d.Destroy(ctx, id, fsm.Placement{}) })
 	driverCreate, rawCreate, egressCreate, rawBridge := starts[0], starts[1], starts[2], starts[3]
 
 	b.ReportMetric(ms(agentTrue), "agent-exec-ms")

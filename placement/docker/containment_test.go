@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"golang.org/x/sys/unix"
 
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
@@ -39,7 +40,7 @@ func startWithHostMounts(t *testing.T, d *Driver, targets []string, agentFlags .
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := d.Destroy(ctx, spec.ID); err != nil {
+		if err := d.Destroy(ctx, spec.ID, fsm.Placement{}); err != nil {
 			t.Errorf("Destroy %s: %v", spec.ID, err)
 		}
 	})

@@ -154,7 +154,7 @@ func TestPauseResume(t *testing.T) {
 	if err := d.Pause(ctx, s.id); err != nil {
 		t.Fatalf("Pause: %v", err)
 	}
-	if err := d.Destroy(ctx, s.id); err != nil {
+	if err := d.Destroy(ctx, s.id, s.p); err != nil {
 		t.Fatalf("Destroy while paused: %v", err)
 	}
 	if inst := findInstance(t, d, s.id); inst != nil {

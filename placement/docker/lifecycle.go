@@ -13,21 +13,63 @@ import (
 )
 
 // Destroy force-removes a sandbox's container and its host directory. A
-// sandbox that is already gone is destroyed successfully.
-func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
+// sandbox that is already gone is destroyed successfully. With
+// p.ContainerID it removes that container only, and keeps the host
+// directory when a newer container of the sandbox owns it: a late destroy
+// leaves what a later create made. Without, it removes the container of
+// the sandbox's name.
+func (d *Driver) Destroy(ctx context.Context, sandboxID string, p fsm.Placement) error {
 	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
-	// Force removes a paused container too: Docker kills, then thaws.
-	err := d.docker.ContainerRemove(ctx, d.containerName(sandboxID), container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("destroy sandbox %s: remove container: %w", sandboxID, err)
+	name := d.containerName(sandboxID)
+	target := name
+	if p.ContainerID != "" {
+		target = p.ContainerID
+		// Never a stranger's container, whatever the placement says.
+		info, err := d.docker.ContainerInspect(ctx, target)
+		switch {
+		case errdefs.IsNotFound(err):
+			target = ""
+		case err != nil:
+			return fmt.Errorf("destroy sandbox %s: inspect container: %w", sandboxID, err)
+		case info.Config == nil || info.Config.Labels[LabelSandbox] != sandboxID || info.Config.Labels[LabelCluster] != d.cfg.Cluster:
+			return fmt.Errorf("destroy sandbox %s: container %s is not this cluster's sandbox %s", sandboxID, shortID(target), sandboxID)
+		}
+	}
+	var err error
+	if target != "" {
+		// Force removes a paused container too: Docker kills, then thaws.
+		err = d.docker.ContainerRemove(ctx, target, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("destroy sandbox %s: remove container: %w", sandboxID, err)
+		}
+	}
+	if p.ContainerID != "" {
+		// The host dir is the sandbox's, not the container's: a newer
+		// container of the name still uses it.
+		info, ierr := d.docker.ContainerInspect(ctx, name)
+		if ierr == nil && info.ID != p.ContainerID {
+			d.log.Info("sandbox destroyed; a newer container of it kept", "sandbox.id", sandboxID,
+				"container.id", shortID(p.ContainerID), "kept", shortID(info.ID), "was_present", target != "" && err == nil)
+			return nil
+		}
+		if ierr != nil && !errdefs.IsNotFound(ierr) {
+			return fmt.Errorf("destroy sandbox %s: inspect container: %w", sandboxID, ierr)
+		}
 	}
 	if err := os.RemoveAll(d.hostDir(sandboxID)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: remove host dir: %w", sandboxID, err)
 	}
-	d.log.Info("sandbox destroyed", "sandbox.id", sandboxID, "was_present", err == nil)
+	d.log.Info("sandbox destroyed", "sandbox.id", sandboxID, "container.id", shortID(p.ContainerID), "was_present", target != "" && err == nil)
 	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // Pause freezes every process of a sandbox (the cgroup freezer), keeping its

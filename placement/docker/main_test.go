@@ -195,7 +195,7 @@ func newSandbox(tb testing.TB, d *Driver, spec placement.Spec) *sandbox {
 		c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := d.Destroy(ctx, spec.ID); err != nil {
+		if err := d.Destroy(ctx, spec.ID, p); err != nil {
 			tb.Errorf("Destroy %s: %v", spec.ID, err)
 		}
 	})

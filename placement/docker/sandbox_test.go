@@ -27,7 +27,7 @@ func TestCreateListDestroy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	t.Cleanup(func() { _ = d.Destroy(context.Background(), id) })
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), id, fsm.Placement{}) })
 	host, _ := os.Hostname()
 	wantEndpoint := "unix://" + filepath.Join(testState, id, "agent.sock")
 	if p.Driver != "docker" || p.Node != host || p.ContainerID == "" || p.IP != "" || p.AgentEndpoint != wantEndpoint {
@@ -58,7 +58,7 @@ func TestCreateListDestroy(t *testing.T) {
 		t.Fatalf("List entry = %+v, want running, not paused, same placement", inst)
 	}
 
-	if err := d.Destroy(ctx, id); err != nil {
+	if err := d.Destroy(ctx, id, p); err != nil {
 		t.Fatalf("Destroy: %v", err)
 	}
 	if _, err := d.docker.ContainerInspect(ctx, p.ContainerID); !errdefs.IsNotFound(err) {
@@ -70,7 +70,7 @@ func TestCreateListDestroy(t *testing.T) {
 	if inst := findInstance(t, d, id); inst != nil {
 		t.Errorf("List after Destroy still has %+v", inst)
 	}
-	if err := d.Destroy(ctx, id); err != nil {
+	if err := d.Destroy(ctx, id, p); err != nil {
 		t.Errorf("second Destroy: %v, want nil (idempotent)", err)
 	}
 }
@@ -95,11 +95,65 @@ func TestMissingSandbox(t *testing.T) {
 			}
 		})
 	}
-	if err := d.Destroy(ctx, "sb-nope"); err != nil {
+	if err := d.Destroy(ctx, "sb-nope", fsm.Placement{}); err != nil {
 		t.Errorf("Destroy of a missing sandbox: %v, want nil", err)
 	}
 	if _, err := d.Create(ctx, placement.Spec{ID: "../etc", Image: testImage}); err == nil {
 		t.Errorf("Create with id ../etc succeeded")
+	}
+}
+
+// TestDestroyOldPlacementKeepsNewerContainer: a destroy that arrives late,
+// naming a container that is gone, leaves the newer container of the same
+// sandbox id and its host dir; one naming another sandbox's container
+// removes nothing.
+func TestDestroyOldPlacementKeepsNewerContainer(t *testing.T) {
+	d := newDriver(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	id := "sb-" + randHex(6)
+	old, err := d.Create(ctx, placement.Spec{ID: id, Image: testImage})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), id, fsm.Placement{}) })
+	if err := d.Destroy(ctx, id, old); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	newer, err := d.Create(ctx, placement.Spec{ID: id, Image: testImage})
+	if err != nil {
+		t.Fatalf("second Create: %v", err)
+	}
+	if newer.ContainerID == old.ContainerID {
+		t.Fatalf("second Create reused container %s", old.ContainerID)
+	}
+
+	if err := d.Destroy(ctx, id, old); err != nil {
+		t.Fatalf("late Destroy of the old placement: %v", err)
+	}
+	if info, err := d.docker.ContainerInspect(ctx, newer.ContainerID); err != nil || info.State == nil || !info.State.Running {
+		t.Fatalf("newer container after a late Destroy of the old one: %v, want running", err)
+	}
+	if _, err := agent.NewClient(newer.AgentEndpoint, "").Health(ctx); err != nil {
+		t.Errorf("newer sandbox's agent after a late Destroy of the old one: %v (host dir removed?)", err)
+	}
+
+	other := newSandbox(t, d, placement.Spec{})
+	if err := d.Destroy(ctx, id, other.p); err == nil {
+		t.Errorf("Destroy of %s with %s's container succeeded, want refused", id, other.id)
+	}
+	if _, err := other.client.Health(ctx); err != nil {
+		t.Errorf("the other sandbox after a Destroy naming its container: %v", err)
+	}
+
+	if err := d.Destroy(ctx, id, newer); err != nil {
+		t.Fatalf("Destroy of the newer placement: %v", err)
+	}
+	if _, err := d.docker.ContainerInspect(ctx, newer.ContainerID); !errdefs.IsNotFound(err) {
+		t.Errorf("newer container after its Destroy: %v, want not found", err)
+	}
+	if _, err := os.Stat(filepath.Join(testState, id)); !os.IsNotExist(err) {
+		t.Errorf("host dir after Destroy: %v, want gone", err)
 	}
 }
 

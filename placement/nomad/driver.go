@@ -189,12 +189,27 @@ func (d *Driver) waitHealthy(ctx context.Context, p fsm.Placement) error {
 }
 
 // Destroy deregisters the sandbox's job with purge and drops any pause
-// archive. A job that is gone is success.
-func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
+// archive. A job that is gone is success. With p.ContainerID (the
+// allocation the state recorded) it does so only while the job is the one
+// that allocation belongs to: a job registered anew under the same id
+// after a purge (a later create) is left alone, and so is a job whose
+// allocation Nomad no longer knows (the reconciler's orphan cleanup,
+// which passes no allocation, removes it if no state records it).
+func (d *Driver) Destroy(ctx context.Context, sandboxID string, p fsm.Placement) error {
 	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox: %w", err)
 	}
 	defer d.lock(sandboxID)()
+	if p.ContainerID != "" {
+		ours, why, err := d.placedBy(ctx, sandboxID, p.ContainerID)
+		if err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
+		}
+		if !ours {
+			d.log.Info("not destroying a newer job of the sandbox", "sandbox.id", sandboxID, "alloc.id", p.ContainerID, "reason", why)
+			return nil
+		}
+	}
 	if err := d.deregister(ctx, sandboxID); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
 	}
@@ -202,6 +217,36 @@ func (d *Driver) Destroy(ctx context.Context, sandboxID string) error {
 		return fmt.Errorf("destroy sandbox %s: %w", sandboxID, err)
 	}
 	return nil
+}
+
+// placedBy reports whether the sandbox's job is the one that placed
+// allocation allocID: the allocation is the job's and was created since the
+// job was (a purge and a new registration make a new job, with a new
+// CreateIndex; a stop and a resume keep it). A job that is gone is ours:
+// only the archive is left to remove. When not, why says so.
+func (d *Driver) placedBy(ctx context.Context, sandboxID, allocID string) (ours bool, why string, err error) {
+	jobID := d.JobID(sandboxID)
+	job, _, err := d.api.Jobs().Info(jobID, d.queryOpts(ctx, 0, 0))
+	if isNotFound(err) {
+		return true, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("read job %s: %w", jobID, err)
+	}
+	alloc, _, err := d.api.Allocations().Info(allocID, d.queryOpts(ctx, 0, 0))
+	if isNotFound(err) {
+		return false, "allocation unknown to nomad", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("read allocation %s: %w", allocID, err)
+	}
+	switch {
+	case alloc.JobID != jobID:
+		return false, "allocation of job " + alloc.JobID, nil
+	case job.CreateIndex != nil && alloc.CreateIndex < *job.CreateIndex:
+		return false, fmt.Sprintf("job registered anew at index %d, after the allocation (%d)", *job.CreateIndex, alloc.CreateIndex), nil
+	}
+	return true, "", nil
 }
 
 func (d *Driver) deregister(ctx context.Context, sandboxID string) error {

@@ -101,7 +101,7 @@ func TestCreateRunsAndServesExecAndFiles(t *testing.T) {
 	}
 
 	for i := 0; i < 2; i++ { // the second destroy finds nothing: still success
-		if err := e.d.Destroy(ctx, "sb1"); err != nil {
+		if err := e.d.Destroy(ctx, "sb1", p); err != nil {
 			t.Fatalf("destroy %d: %v", i, err)
 		}
 	}
@@ -110,6 +110,40 @@ func TestCreateRunsAndServesExecAndFiles(t *testing.T) {
 	}
 	if list, _ := e.d.List(ctx); len(list) != 0 {
 		t.Errorf("list after destroy = %+v, want empty", list)
+	}
+}
+
+// A destroy that arrives late, naming the allocation of a job purged since,
+// leaves the job registered anew under the same sandbox id.
+func TestDestroyOldAllocationKeepsNewerJob(t *testing.T) {
+	e := newEnv(t, nomadfake.Options{AutoRun: true}, nil)
+	ctx := ctxT(t)
+	old, err := e.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := e.d.Destroy(ctx, spec.ID, old); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	newer, err := e.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("second create: %v", err)
+	}
+	if err := e.d.Destroy(ctx, spec.ID, old); err != nil {
+		t.Fatalf("late destroy of the old allocation: %v", err)
+	}
+	if e.fake.Job("cs-test-sb1") == nil {
+		t.Fatal("the newer job was purged by a destroy naming the old allocation")
+	}
+	list, err := e.d.List(ctx)
+	if err != nil || len(list) != 1 || list[0].Placement.ContainerID != newer.ContainerID || !list[0].Running {
+		t.Fatalf("list = %+v, %v; want the newer allocation %s running", list, err, newer.ContainerID)
+	}
+	if err := e.d.Destroy(ctx, spec.ID, newer); err != nil {
+		t.Fatalf("destroy of the newer allocation: %v", err)
+	}
+	if e.fake.Job("cs-test-sb1") != nil {
+		t.Error("job still registered after the destroy naming its allocation")
 	}
 }
 
