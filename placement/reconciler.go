@@ -117,6 +117,9 @@ type Reconciler struct {
 	warmNotBefore time.Time
 	lastPurge     time.Time
 	lastResync    time.Time
+	// term names this term's run in request IDs of proposals that are
+	// unique to the term (the pool configuration).
+	term string
 }
 
 // New returns a reconciler; call Run while this node leads.
@@ -192,7 +195,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 		return
 	}
 	if want := r.wantPool(); want != nil && !r.state.Pool().Equal(*want) {
-		if _, err := r.applyRetry(ctx, &fsm.SetPool{Pool: *want}); err != nil {
+		cmd := &fsm.SetPool{Pool: *want}
+		if _, err := r.applyRetry(ctx, withID(cmd, requestID("pool", "", r.term))); err != nil {
 			r.log.Error("set pool configuration", "err", err)
 		}
 	}
@@ -231,6 +235,7 @@ func (r *Reconciler) reset() {
 	r.warmFailures = 0
 	r.warmNotBefore = time.Time{}
 	r.lastResync = time.Time{}
+	r.term = NewID()
 }
 
 // wait blocks until every driver call started in this term has finished.
@@ -348,7 +353,8 @@ func (r *Reconciler) pass(ctx context.Context) {
 	}
 	if now.Sub(r.lastPurge) >= r.cfg.SessionRetention/4 {
 		r.lastPurge = now
-		r.submit(ctx, &fsm.SessionsPurge{Before: now.Add(-r.cfg.SessionRetention)})
+		before := now.Add(-r.cfg.SessionRetention)
+		r.submit(ctx, withID(&fsm.SessionsPurge{Before: before}, requestID("purge", "", fmt.Sprint(before.UnixNano()))))
 	}
 	if r.cfg.Metrics != nil {
 		r.cfg.Metrics.observe(sandboxes)
@@ -424,7 +430,10 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		r.paused[sb.ID] = false
 		r.applied[sb.ID] = spec.Resources
 		r.mu.Unlock()
-		if _, err := r.applyRetry(ctx, &fsm.SandboxPlaced{ID: sb.ID, Placement: p}); err != nil {
+		// The request ID names this container: a retry of a proposal that
+		// did commit gets its success back, not a conflict with itself.
+		placed := withID(&fsm.SandboxPlaced{ID: sb.ID, Placement: p}, requestID("placed", sb.ID, p.ContainerID))
+		if _, err := r.applyRetry(ctx, placed); err != nil {
 			if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 				// Removed or failed meanwhile: the container must go.
 				r.log.Info("placed sandbox gone from the state, destroying it", "sandbox.id", sb.ID, "err", err)
@@ -518,15 +527,19 @@ func (r *Reconciler) destroy(ctx context.Context, id string, p fsm.Placement) er
 	return nil
 }
 
+// removed records that a sandbox's container is gone. A sandbox id is
+// removed once, so the id alone makes the request unique.
 func (r *Reconciler) removed(ctx context.Context, id string) {
-	if _, err := r.applyRetry(ctx, &fsm.SandboxRemoved{ID: id}); err != nil {
+	if _, err := r.applyRetry(ctx, withID(&fsm.SandboxRemoved{ID: id}, requestID("removed", id, ""))); err != nil {
 		r.log.Warn("record removal", "sandbox.id", id, "err", err)
 	}
 }
 
-// fail marks a live sandbox failed.
+// fail marks a live sandbox failed. A sandbox fails once; its placement (none
+// while pending) names which life of it failed.
 func (r *Reconciler) fail(ctx context.Context, sb *fsm.Sandbox, reason string) {
-	if _, err := r.applyRetry(ctx, &fsm.SandboxFailed{ID: sb.ID, Reason: reason}); err != nil && !errors.Is(err, fsm.ErrNotFound) {
+	cmd := withID(&fsm.SandboxFailed{ID: sb.ID, Reason: reason}, requestID("failed", sb.ID, sb.Placement.ContainerID))
+	if _, err := r.applyRetry(ctx, cmd); err != nil && !errors.Is(err, fsm.ErrNotFound) {
 		r.log.Warn("record failure", "sandbox.id", sb.ID, "err", err)
 	}
 }
@@ -605,7 +618,8 @@ func (r *Reconciler) ensurePaused(ctx context.Context, id string, want bool) {
 // later pass: the driver keeps what it needs (Nomad: the archive).
 func (r *Reconciler) startResume(ctx context.Context, id string) {
 	r.async(ctx, id, func() {
-		if cur, err := r.state.Sandbox(id); err != nil || cur.State != fsm.StateResuming {
+		cur, err := r.state.Sandbox(id)
+		if err != nil || cur.State != fsm.StateResuming {
 			return
 		}
 		start := time.Now()
@@ -620,7 +634,10 @@ func (r *Reconciler) startResume(ctx context.Context, id string) {
 		r.mu.Lock()
 		r.paused[id] = false
 		r.mu.Unlock()
-		cmd := &fsm.SandboxResumed{ID: id, Moved: moved, Placement: p}
+		// A sandbox resumes once per pause: the index at which it became
+		// resuming names this resume.
+		cmd := withID(&fsm.SandboxResumed{ID: id, Moved: moved, Placement: p},
+			requestID("resumed", id, fmt.Sprint(cur.ModifyIndex)))
 		if _, err := r.applyRetry(ctx, cmd); err != nil {
 			// Released or failed meanwhile. Where it was, the regular pass
 			// destroys it; where it moved to, no state records it, so it
@@ -645,7 +662,8 @@ func (r *Reconciler) refusePause(ctx context.Context, id string, err error) {
 		return
 	}
 	r.log.Warn("pause refused; resuming the session", "sandbox.id", id, "session.id", sb.SessionID, "err", err)
-	r.submit(ctx, &fsm.SessionResume{ID: sb.SessionID, Admin: true})
+	cmd := &fsm.SessionResume{ID: sb.SessionID, Admin: true}
+	r.submit(ctx, withID(cmd, requestID("unpause", sb.ID, fmt.Sprint(sb.ModifyIndex))))
 }
 
 // errGone reports a sandbox destroyed because the state no longer wants it.
@@ -662,7 +680,7 @@ func (r *Reconciler) resume(ctx context.Context, id string) error {
 	if err != nil || !moved {
 		return err
 	}
-	if _, err := r.applyRetry(ctx, &fsm.SandboxMoved{ID: id, Placement: p}); err != nil {
+	if _, err := r.applyRetry(ctx, withID(&fsm.SandboxMoved{ID: id, Placement: p}, requestID("moved", id, p.ContainerID))); err != nil {
 		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) {
 			// Removed or failed meanwhile: the new allocation must go.
 			r.log.Info("resumed sandbox gone from the state, destroying it", "sandbox.id", id, "err", err)
@@ -714,7 +732,7 @@ func (r *Reconciler) enforceTTL(ctx context.Context, sb *fsm.Sandbox, now time.T
 		return
 	}
 	r.log.Info("releasing sandbox", "sandbox.id", sb.ID, "owner", sb.Owner, "reason", reason)
-	r.submit(ctx, &fsm.SandboxRelease{ID: sb.ID, Admin: true, Reason: reason})
+	r.submit(ctx, withID(&fsm.SandboxRelease{ID: sb.ID, Admin: true, Reason: reason}, requestID("release", sb.ID, "")))
 }
 
 func (r *Reconciler) enforceSessions(ctx context.Context, sandboxes []*fsm.Sandbox, now time.Time) {
@@ -742,7 +760,7 @@ func (r *Reconciler) enforceSessions(ctx context.Context, sandboxes []*fsm.Sandb
 			continue
 		}
 		r.log.Info("deleting session", "session.id", s.ID, "owner", s.Owner, "reason", reason)
-		r.submit(ctx, &fsm.SessionDelete{ID: s.ID, Admin: true, Reason: reason})
+		r.submit(ctx, withID(&fsm.SessionDelete{ID: s.ID, Admin: true, Reason: reason}, requestID("session-delete", s.ID, "")))
 	}
 }
 
@@ -775,7 +793,8 @@ func (r *Reconciler) warm(ctx context.Context, sandboxes []*fsm.Sandbox, pool fs
 		need = min(need, r.hostRoom(ctx, sandboxes, pool.Resources))
 	}
 	for i := 0; i < need; i++ {
-		cmd := &fsm.SandboxCreate{ID: NewID(), Image: pool.Image, Resources: pool.Resources}
+		id := NewID()
+		cmd := withID(&fsm.SandboxCreate{ID: id, Image: pool.Image, Resources: pool.Resources}, requestID("create", id, ""))
 		if _, err := r.apply.Apply(ctx, cmd); err != nil {
 			if !errors.Is(err, fsm.ErrPoolExhausted) {
 				r.log.Warn("pool refill", "err", err)
@@ -889,6 +908,21 @@ func (r *Reconciler) resync(ctx context.Context) {
 			r.fail(ctx, sb, "container removed")
 		}
 	}
+}
+
+// requestID is the request ID of a command the reconciler proposes: the step,
+// the sandbox (or session) and what makes this step unique, so the same
+// decision always carries the same ID, on every leader. The FSM applies it
+// once and answers a retry with the first response. It never contains ':',
+// which every API request ID does, so the two cannot collide.
+func requestID(step, id, unique string) string {
+	return "reconciler/" + step + "/" + id + "/" + unique
+}
+
+// withID sets cmd's request ID and returns it.
+func withID[C fsm.Command](cmd C, id string) C {
+	fsm.Hdr(cmd).RequestID = id
+	return cmd
 }
 
 // submit applies a command whose failure is only worth a log line: the next

@@ -642,6 +642,36 @@ func TestReconcilerReplacesLeftoverOfAnUnfinishedCreate(t *testing.T) {
 	}
 }
 
+// A SandboxPlaced that commits but whose acknowledgement is lost (a leader
+// change, a timeout) is proposed again. The retry must get the first
+// success back, not a conflict with its own commit that destroys a healthy
+// sandbox its owner was already told about.
+func TestReconcilerRetryOfACommittedPlacementKeepsTheSandbox(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 0, MaxSize: 2, Image: "img"})
+	var proposals atomic.Int64
+	r.apply.lost = func(c fsm.Command) error {
+		if _, ok := c.(*fsm.SandboxPlaced); ok && proposals.Add(1) == 1 {
+			return errors.New("timed out waiting for the commit")
+		}
+		return nil
+	}
+	id := NewID()
+	r.mustApply(&fsm.SandboxAcquire{Owner: "gina", NewID: id})
+	r.start()
+	r.eventually("the placement proposed again after its lost acknowledgement", func() bool { return proposals.Load() >= 2 })
+	r.stop() // waits for the create's goroutine, and any destroy it starts
+	if got := r.driver.destroyed(id); len(got) != 0 {
+		t.Errorf("the sandbox was destroyed after its placement committed: %v", got)
+	}
+	sb, err := r.f.Sandbox(id)
+	if err != nil || sb.State != fsm.StateActive {
+		t.Fatalf("sandbox = %+v, %v; want active", sb, err)
+	}
+	if ids := r.driver.ids(); len(ids) != 1 || ids[0] != id {
+		t.Errorf("driver runs %v, want only %s", ids, id)
+	}
+}
+
 // An earlier leader's create of a pending sandbox left a container, which
 // this leader's adopt destroys; meanwhile that create, still retrying, makes
 // a newer one of the same name. The destroy addresses the container it
