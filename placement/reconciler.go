@@ -407,11 +407,10 @@ func (r *Reconciler) startCreate(ctx context.Context, sb *fsm.Sandbox) {
 		}
 		start := time.Now()
 		p, err := r.create(ctx, spec)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errNotLeading) {
 			// Leadership lost mid-create: the next leader's adopt (or its
 			// create, finding a leftover) removes what we may have started.
-			// Destroying it here would address it by name, after the next
-			// leader may already have made a new container of that name.
+			// Nor is the sandbox failed for it.
 			return
 		}
 		r.cfg.Metrics.placed(err, time.Since(start), sb.Pool)
@@ -466,7 +465,9 @@ func (r *Reconciler) create(ctx context.Context, spec Spec) (fsm.Placement, erro
 		// No state records the leftover (the sandbox is pending), so it
 		// goes by name.
 		r.log.Info("removing a leftover of an unfinished create", "sandbox.id", spec.ID)
-		if derr := r.destroy(ctx, spec.ID, fsm.Placement{}); derr != nil {
+		if derr := r.destroy(ctx, spec.ID, fsm.Placement{}); errors.Is(derr, errNotLeading) {
+			return p, derr
+		} else if derr != nil {
 			return p, err
 		}
 	}

@@ -736,3 +736,22 @@ func TestReconcilerDestroysNothingAfterLeadershipIsLost(t *testing.T) {
 		return errors.Is(err, fsm.ErrNotFound) && len(r.driver.destroyed(victim)) == 1
 	})
 }
+
+// A create that finds a leftover after leadership is lost neither removes
+// it nor fails the sandbox: the next leader does both jobs right.
+func TestReconcilerLeavesALeftoverAndItsSandboxAfterLeadershipIsLost(t *testing.T) {
+	r := newRig(t, fsm.PoolConfig{MinSize: 0, MaxSize: 2, Image: "img"})
+	id := NewID()
+	r.driver.lateLeftovers = map[string]bool{id: true}
+	r.apply.follower.Store(true)
+	r.mustApply(&fsm.SandboxAcquire{Owner: "ida", NewID: id})
+	r.start()
+	r.eventually("the reconciler asked whether it still leads", func() bool { return r.apply.leaderChecks.Load() > 0 })
+	r.stop()
+	if got := r.driver.destroyed(id); len(got) != 0 {
+		t.Errorf("destroyed after leadership was lost: %v", got)
+	}
+	if sb, err := r.f.Sandbox(id); err != nil || sb.State != fsm.StatePending {
+		t.Errorf("sandbox = %+v, %v; want still pending, for the next leader", sb, err)
+	}
+}
