@@ -10,7 +10,7 @@ DATA_DIR ?= $(CURDIR)/.data
 
 export CGO_ENABLED = 0
 
-.PHONY: all build agent image run run-all test test-go test-attack test-nomad test-python bench vet clean
+.PHONY: all build agent image run run-all test test-go test-attack test-nomad test-python bench bench-scale bench-failover vet clean
 
 all: build
 
@@ -64,6 +64,17 @@ test-python: build image
 bench: agent image
 	$(GO) test -run '^$$' -bench . -benchtime 30x ./cmd/sandboxd ./placement/docker
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./placement/agent ./api ./cluster ./fsm
+
+# 10,000 sandboxes beside a 1,000 baseline: FSM load, acquire, heap and
+# VmRSS, snapshot persist/restore, full scans; then one Raft node: log
+# entries and latency per acquire, snapshot, restart. No driver.
+bench-scale:
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x ./fsm ./cluster
+
+# Write unavailability after a leader kill, RAFT_MULTIPLIER 1 beside the
+# default (10 kills each; BENCH_RAFT_MULTIPLIERS=1,2,3 for others).
+bench-failover:
+	$(GO) test -run '^$$' -bench LeaderKill -benchtime 10x ./cluster
 
 clean:
 	rm -rf $(BIN) $(DATA_DIR)
