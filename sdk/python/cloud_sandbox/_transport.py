@@ -30,6 +30,9 @@ logger = logging.getLogger("cloud_sandbox")
 _MAX_IDLE_SECONDS = 30.0
 _MAX_IDLE_CONNECTIONS = 16
 _SNIPPET = 200
+# The Raft index of the state an answer reflects; sent back, it makes any node
+# wait (bounded) until it has applied that much before serving (read your writes).
+INDEX_HEADER = "X-Cloud-Sandbox-Index"
 
 Body = Union[bytes, IO[bytes], None]
 
@@ -229,6 +232,7 @@ class Transport:
         self._lock = threading.Lock()
         self._idle: List[Tuple[http.client.HTTPConnection, float]] = []
         self._closed = False
+        self._index = 0  # highest X-Cloud-Sandbox-Index seen; guarded by _lock
 
     # --- connection pool ----------------------------------------------------
 
@@ -263,6 +267,26 @@ class Transport:
         for conn, _ in idle:
             conn.close()
 
+    # --- consistency ----------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        """The highest ``X-Cloud-Sandbox-Index`` any answer carried (0 before the first)."""
+        with self._lock:
+            return self._index
+
+    def _note_index(self, headers: Mapping[str, str]) -> None:
+        value = headers.get(INDEX_HEADER)
+        if not value:
+            return
+        try:
+            index = int(value)
+        except ValueError:
+            return
+        with self._lock:
+            if index > self._index:
+                self._index = index
+
     # --- requests -------------------------------------------------------------
 
     def url(self, path: str, query: Optional[Mapping[str, Any]] = None) -> str:
@@ -292,6 +316,8 @@ class Transport:
         """Sends a request, retrying what is safe to retry, and returns the response.
 
         Raises the typed exception of :mod:`cloud_sandbox.errors` for any error status.
+        Every request carries the highest ``X-Cloud-Sandbox-Index`` this transport has
+        seen, so a node that lags a write this client saw waits for it before answering.
         ``resend_safe`` says whether a request whose connection broke after it was
         sent may be sent again; it defaults to true for GET, PUT and DELETE and for
         requests carrying an idempotency key.
@@ -311,6 +337,10 @@ class Transport:
                 headers["Content-Type"] = content_type
             if idempotency_key:
                 headers["Idempotency-Key"] = idempotency_key
+            # Whatever node serves this sees at least what this client saw.
+            index = self.last_index
+            if index:
+                headers[INDEX_HEADER] = str(index)
             token = None
             if auth and self.auth is not None:
                 token = self.auth.token()
@@ -335,6 +365,7 @@ class Transport:
                 continue
 
             status = raw.status
+            self._note_index(raw.headers)
             if status < 400:
                 if stream:
                     return StreamResponse(self, conn, raw, method, path)

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
+# The consistency header sandboxd sends on every API answer (api/DESIGN.md, "Consistency").
+INDEX_HEADER = "X-Cloud-Sandbox-Index"
+
 # Ceiling for any wait inside the fake, so a broken client can never hang a test run.
 GUARD_SECONDS = 10.0
 
@@ -79,6 +82,8 @@ class FakeServer:
         self.files: Dict[str, Dict[str, bytes]] = {}  # sandbox id -> path -> content
         self.idempotent: Dict[Tuple[str, str, str], Tuple[int, Dict[str, Any]]] = {}
         self.executions = 0
+        # The Raft index the fake reports: one more for every write it answers.
+        self.index = 0
         # Streaming handshake: the fake holds the result back until the test's
         # callback has seen the first chunk (or GUARD_SECONDS pass).
         self.stream_gate = threading.Event()
@@ -239,7 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
+        headers = dict(headers or {})
+        # Read without the lock: routes answer while holding it.
+        headers.setdefault(INDEX_HEADER, str(self.fake.index))
+        for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
@@ -287,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             if cached:
                 return self._json(rec, cached[0], cached[1], respond)
         status, doc = self._handle(rec, user)
+        if m != "GET" and status < 400:
+            with fake.lock:
+                fake.index += 1
         if key and status < 400:
             with fake.lock:
                 fake.idempotent[(user, path, key)] = (status, doc)
@@ -386,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
+        self.send_header(INDEX_HEADER, str(fake.index))
         self.end_headers()
 
         def chunk(event: Dict[str, Any]) -> None:
