@@ -27,9 +27,8 @@ const (
 	codeUnavailable   = "unavailable"
 	codePoolExhausted = "pool_exhausted"
 	codeQuota         = "quota_exceeded"
-	// codeNotReady: the node is catching up at start (api/DESIGN.md, "Consistency").
-	codeNotReady = "not_ready"
-	codeInternal = "internal"
+	codeNotReady      = "not_ready" // catching up at start (DESIGN.md, "Consistency")
+	codeInternal      = "internal"
 )
 
 // Error is an error with an HTTP status and a machine code. Handlers return
