@@ -131,9 +131,14 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// logLevel keeps probes and scrapes out of the default log.
+// logLevel keeps probes and scrapes out of the default log. A /health 503
+// while the node catches up is a probe too: the readiness goroutine logs the
+// progress once per attempt instead of once per probe.
 func (s *Server) logLevel(r *http.Request, status int) slog.Level {
-	if status < 400 && (r.URL.Path == "/health" || r.URL.Path == "/metrics") {
+	if r.URL.Path == "/health" && (status < 400 || status == http.StatusServiceUnavailable) {
+		return slog.LevelDebug
+	}
+	if status < 400 && r.URL.Path == "/metrics" {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
