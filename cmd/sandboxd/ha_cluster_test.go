@@ -84,10 +84,18 @@ func startHACluster(t *testing.T) *haCluster {
 	}
 	for _, n := range c.nodes {
 		n.create()
-		n.start()
+		n.launch()
 	}
+	c.waitReady()
 	c.waitLeader(nil, 60*time.Second)
 	return c
+}
+
+// waitReady waits for every node to be ready.
+func (c *haCluster) waitReady() {
+	for _, n := range c.nodes {
+		n.waitReady()
+	}
 }
 
 func copyFile(src, dst string) error {
@@ -166,12 +174,28 @@ func (n *haNode) create() {
 
 // start starts the container and waits until its API answers /health.
 func (n *haNode) start() {
+	n.c.t.Helper()
+	n.launch()
+	n.waitReady()
+}
+
+// launch starts the container and learns its addresses, without waiting:
+// a node is ready only once it has caught up with a leader, so nodes that
+// start together must all be launched before any is waited for.
+func (n *haNode) launch() {
 	t := n.c.t
 	t.Helper()
 	dockerCLI(t, "start", n.container)
 	ip := dockerCLI(t, "inspect", "-f", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, n.c.apiNet), n.container)
 	n.api, n.ops = "http://"+ip+":8080", "http://"+ip+":9090"
-	eventually(t, n.id+" serving /health", 30*time.Second, func() bool {
+}
+
+// waitReady waits until /health answers 200: the node has applied what the
+// leader had committed when it started (503 "starting" until then).
+func (n *haNode) waitReady() {
+	t := n.c.t
+	t.Helper()
+	eventually(t, n.id+" ready (/health 200)", 60*time.Second, func() bool {
 		resp, err := (&http.Client{Timeout: time.Second}).Get(n.api + "/health")
 		if err != nil {
 			return false

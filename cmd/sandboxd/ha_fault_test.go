@@ -163,8 +163,9 @@ func TestHAAllKilled(t *testing.T) {
 	}
 	dockerCLI(t, args...)
 	for _, n := range c.nodes {
-		n.start()
+		n.launch()
 	}
+	c.waitReady()
 	c.waitLeader(nil, 60*time.Second)
 	w.finish(t)
 	c.verify(w)

@@ -112,6 +112,8 @@ func Run(args []string, d Defaults) error {
 		TLS:           clusterTLS,
 		Logger:        log,
 		Metrics:       clusterMetrics,
+
+		RaftMultiplier: cfg.RaftMultiplier,
 	}, state)
 	if err != nil {
 		return fmt.Errorf("open cluster node: %w", err)
