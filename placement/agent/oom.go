@@ -97,6 +97,9 @@ type memoryGuard struct {
 	key    string // its anonymous-memory line: total_rss (v1) or anon (v2)
 	limit  int64
 	budget int64
+	// tmpfsInAnon: the anonymous count includes file data in tmpfs (gVisor
+	// keeps tmpfs in its own anonymous memory), so it is subtracted.
+	tmpfsInAnon bool
 }
 
 // GuardEnv is set to "on" by a driver that sizes the cgroup as the user's
@@ -126,7 +129,14 @@ func newMemoryGuard(log *slog.Logger) (*memoryGuard, error) {
 		break
 	}
 	if g.stat == "" {
-		return nil, errors.New("no memory cgroup visible")
+		// gVisor shows no cgroup files, but its /proc/meminfo is the
+		// sandbox's own: MemTotal is the container's limit.
+		total, err := meminfo("MemTotal:")
+		if err != nil {
+			return nil, fmt.Errorf("no memory cgroup visible, and %w", err)
+		}
+		g.stat, g.key, g.limit = "/proc/meminfo", "AnonPages:", total
+		g.tmpfsInAnon = true
 	}
 	tmpfs, err := writableTmpfsBytes()
 	if err != nil {
@@ -145,11 +155,17 @@ func newMemoryGuard(log *slog.Logger) (*memoryGuard, error) {
 // writableTmpfsBytes is the size of every tmpfs this process may write:
 // the memory the user can fill as files (/workspace, /tmp, /dev/shm).
 func writableTmpfsBytes() (int64, error) {
+	size, _, err := writableTmpfs()
+	return size, err
+}
+
+// writableTmpfs is the size of every tmpfs this process may write and how
+// much of it is used.
+func writableTmpfs() (size, used int64, err error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return 0, fmt.Errorf("read mountinfo: %w", err)
+		return 0, 0, fmt.Errorf("read mountinfo: %w", err)
 	}
-	var total int64
 	seen := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
 		// id parent major:minor root mountpoint options ... - fstype source super-options
@@ -169,9 +185,10 @@ func writableTmpfsBytes() (int64, error) {
 			continue
 		}
 		seen[f[2]] = true // one tmpfs mounted twice counts once
-		total += int64(st.Blocks) * st.Bsize
+		size += int64(st.Blocks) * st.Bsize
+		used += int64(st.Blocks-st.Bfree) * st.Bsize
 	}
-	return total, nil
+	return size, used, nil
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 is a space).
@@ -199,14 +216,39 @@ func (g *memoryGuard) anon() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", g.stat, err)
 	}
+	anon, err := statValue(b, g.stat, g.key)
+	if err != nil || !g.tmpfsInAnon {
+		return anon, err
+	}
+	_, used, err := writableTmpfs()
+	return max(0, anon-used), err
+}
+
+// statValue reads key's value in bytes from a memory.stat ("anon 123") or
+// /proc/meminfo ("AnonPages:  120 kB") document.
+func statValue(b []byte, name, key string) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
-		if k == g.key {
-			return strconv.ParseInt(v, 10, 64)
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != key {
+			continue
 		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if len(f) == 3 && f[2] == "kB" {
+			v <<= 10
+		}
+		return v, err
 	}
-	return 0, fmt.Errorf("%s has no %s", g.stat, g.key)
+	return 0, fmt.Errorf("%s has no %s", name, key)
+}
+
+// meminfo reads one /proc/meminfo value in bytes.
+func meminfo(key string) (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("read meminfo: %w", err)
+	}
+	return statValue(b, "/proc/meminfo", key)
 }
 
 func (g *memoryGuard) run() {
