@@ -58,10 +58,9 @@ func (s *Server) waitActive(ctx context.Context, id string, index uint64) (*fsm.
 		return nil, s.notReady(ctx, err)
 	}
 	for {
-		ch := s.state.Watch()
-		sb, err := s.state.Sandbox(id)
-		if err != nil {
-			return nil, errUnavailable("sandbox was removed while starting", errors.Join(errPlacementLost, err))
+		sb, wait := s.watchSandbox(id)
+		if sb == nil {
+			return nil, errUnavailable("sandbox was removed while starting", errors.Join(errPlacementLost, fsm.ErrNotFound))
 		}
 		switch sb.State {
 		case fsm.StateActive, fsm.StatePaused:
@@ -73,9 +72,7 @@ func (s *Server) waitActive(ctx context.Context, id string, index uint64) (*fsm.
 		case fsm.StateTerminating:
 			return nil, errUnavailable("sandbox was released while starting", errPlacementLost)
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if !wait(ctx) {
 			return sb, s.notReady(ctx, ctx.Err())
 		}
 	}
@@ -88,16 +85,42 @@ func (s *Server) waitResumed(ctx context.Context, id string) (*fsm.Sandbox, erro
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
 	for {
-		ch := s.state.Watch()
-		sb, err := s.state.Sandbox(id)
-		if err != nil || sb.State != fsm.StateResuming {
-			return sb, err
+		sb, wait := s.watchSandbox(id)
+		if sb == nil {
+			return s.state.Sandbox(id) // gone: its not-found error
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if sb.State != fsm.StateResuming {
+			return sb, nil
+		}
+		if !wait(ctx) {
 			return nil, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 				Msg: "sandbox is still resuming; try again", RetryAfter: 2, Err: errNotReady}
+		}
+	}
+}
+
+// sandboxWatcher is what *fsm.FSM offers to wait on one sandbox: waiters
+// wake when that sandbox changes, not at every apply in the cluster.
+type sandboxWatcher interface {
+	WatchSandbox(id string) (*fsm.Sandbox, fsm.ObjectWatch)
+}
+
+// watchSandbox returns the sandbox (nil when there is none) and a wait that
+// returns true once it may have changed, false when ctx is done. A state
+// without per-object watches falls back to the global one.
+func (s *Server) watchSandbox(id string) (*fsm.Sandbox, func(context.Context) bool) {
+	if w, ok := s.state.(sandboxWatcher); ok {
+		sb, watch := w.WatchSandbox(id)
+		return sb, watch.Wait
+	}
+	ch := s.state.Watch()
+	sb, _ := s.state.Sandbox(id)
+	return sb, func(ctx context.Context) bool {
+		select {
+		case <-ch:
+			return true
+		case <-ctx.Done():
+			return false
 		}
 	}
 }

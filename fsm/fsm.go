@@ -21,6 +21,8 @@ type FSM struct {
 
 	watchMu sync.Mutex
 	watchCh chan struct{}
+	// restoreCh is closed at each Restore (watch.go).
+	restoreCh chan struct{}
 
 	// corrupt counts log entries skipped because they could not be decoded.
 	corrupt atomic.Uint64
@@ -41,7 +43,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns an empty state machine.
 func New(opts ...Option) *FSM {
-	f := &FSM{watchCh: make(chan struct{}), log: slog.Default().With("component", "fsm")}
+	f := &FSM{watchCh: make(chan struct{}), restoreCh: make(chan struct{}), log: slog.Default().With("component", "fsm")}
 	for _, o := range opts {
 		o(f)
 	}
