@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"regexp"
@@ -40,9 +41,13 @@ func validImage(image string) error {
 
 // sessionCommand validates the request and fills defaults.
 func (s *Server) sessionCommand(req sessionRequest, p *principal) (*fsm.SessionCreate, error) {
+	// The replicated pool configuration is the one source of default sizes,
+	// so every node fills them alike; this node's own settings stand in
+	// only before the leader has written it.
+	pool := s.state.Pool().Resources
 	cmd := &fsm.SessionCreate{
 		ID: newID(), Owner: p.User, Role: p.Role, SandboxID: newID(), Network: req.Network,
-		Image: req.Image, CPUCount: s.cfg.DefaultCPUCount, MemoryMB: s.cfg.DefaultMemoryMB,
+		Image: req.Image, CPUCount: cmp.Or(pool.CPUCount, s.cfg.DefaultCPUCount), MemoryMB: cmp.Or(pool.MemoryMB, s.cfg.DefaultMemoryMB),
 		IdleTimeout: s.cfg.DefaultIdleTimeout, MaxLifetime: s.cfg.DefaultLifetime,
 	}
 	if cmd.Image == "" {
