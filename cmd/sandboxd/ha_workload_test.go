@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,20 +44,27 @@ func (c *haCluster) client(user, role string) *haClient {
 // returns an error for a 4xx (a lost or refused request) or when retries ran
 // out.
 func (cl *haClient) call(method, path, key string, body, out any) error {
+	_, _, err := cl.callOn(method, path, key, body, out)
+	return err
+}
+
+// callOn is call that also says which node answered and the answer's
+// X-Cloud-Sandbox-Index.
+func (cl *haClient) callOn(method, path, key string, body, out any) (*haNode, uint64, error) {
 	deadline := time.Now().Add(haRetryFor)
 	backoff := 100 * time.Millisecond
 	var last string
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		n := cl.c.nodes[cl.next%len(cl.c.nodes)]
-		status, raw, err := cl.send(n, method, path, key, body)
+		status, raw, index, err := cl.sendAt(n, method, path, key, body, 0)
 		switch {
 		case err == nil && status/100 == 2:
 			if out != nil {
-				return json.Unmarshal(raw, out)
+				return n, index, json.Unmarshal(raw, out)
 			}
-			return nil
+			return n, index, nil
 		case err == nil && status != 429 && status < 500:
-			return fmt.Errorf("%s %s on %s: status %d: %s", method, path, n.id, status, raw)
+			return n, index, fmt.Errorf("%s %s on %s: status %d: %s", method, path, n.id, status, raw)
 		case err != nil:
 			last = fmt.Sprintf("%s: %v", n.id, err)
 		default:
@@ -66,10 +74,18 @@ func (cl *haClient) call(method, path, key string, body, out any) error {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
-	return fmt.Errorf("%s %s: gave up after %v: %s", method, path, haRetryFor, last)
+	return nil, 0, fmt.Errorf("%s %s: gave up after %v: %s", method, path, haRetryFor, last)
 }
 
 func (cl *haClient) send(n *haNode, method, path, key string, body any) (int, []byte, error) {
+	status, raw, _, err := cl.sendAt(n, method, path, key, body, 0)
+	return status, raw, err
+}
+
+// sendAt sends one request to n; a non-zero index goes in
+// X-Cloud-Sandbox-Index (serve once you applied it). It returns the
+// answer's own X-Cloud-Sandbox-Index.
+func (cl *haClient) sendAt(n *haNode, method, path, key string, body any, index uint64) (int, []byte, uint64, error) {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -77,7 +93,7 @@ func (cl *haClient) send(n *haNode, method, path, key string, body any) (int, []
 	}
 	req, err := http.NewRequest(method, n.api+path, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cl.token != "" {
@@ -86,42 +102,67 @@ func (cl *haClient) send(n *haNode, method, path, key string, body any) (int, []
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	if index > 0 {
+		req.Header.Set(haIndexHeader, strconv.FormatUint(index, 10))
+	}
 	resp, err := cl.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer resp.Body.Close()
+	got, _ := strconv.ParseUint(resp.Header.Get(haIndexHeader), 10, 64)
 	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
+	return resp.StatusCode, raw, got, err
 }
 
+const haIndexHeader = "X-Cloud-Sandbox-Index"
+
 // haWorkload keeps users acquiring sandboxes, creating sessions, running
-// commands and releasing, and records every acknowledged write.
+// commands and releasing, and records every acknowledged write. It runs in
+// phases (start ... finish), so a test can verify after each fault with
+// nothing in flight; the records of every phase are checked each time.
 type haWorkload struct {
-	c    *haCluster
-	stop chan struct{}
-	wg   sync.WaitGroup
+	c     *haCluster
+	users []*haClient
+	phase int
+	stop  chan struct{}
+	wg    sync.WaitGroup
 
 	mu       sync.Mutex
 	acquired map[string]haAck // key -> sandbox acknowledged by acquire
 	released map[string]bool  // sandbox ids acknowledged released
 	sessions map[string]haAck // key -> session acknowledged by create
+	deleted  map[string]bool  // session ids acknowledged deleted
 	execs    int
 	errs     []string
+	ryw      haRYW
 }
 
 type haAck struct{ id, sandbox, user string }
 
-// startWorkload runs users workers, each doing at most rounds rounds.
+// startWorkload makes users users and starts a first phase of at most
+// rounds rounds each.
 func (c *haCluster) startWorkload(users, rounds int) *haWorkload {
-	w := &haWorkload{c: c, stop: make(chan struct{}), acquired: map[string]haAck{}, released: map[string]bool{}, sessions: map[string]haAck{}}
+	w := &haWorkload{c: c, acquired: map[string]haAck{}, released: map[string]bool{},
+		sessions: map[string]haAck{}, deleted: map[string]bool{}}
 	for i := range users {
 		cl := c.client(fmt.Sprintf("%s-u%d", c.name, i), "user")
 		cl.next = i
-		w.wg.Add(1)
-		go w.run(cl, rounds)
+		w.users = append(w.users, cl)
 	}
+	w.start(rounds)
 	return w
+}
+
+// start runs a new phase: every user does at most rounds rounds, until
+// finish.
+func (w *haWorkload) start(rounds int) {
+	w.phase++
+	w.stop = make(chan struct{})
+	for _, cl := range w.users {
+		w.wg.Add(1)
+		go w.run(cl, w.phase, rounds)
+	}
 }
 
 func (w *haWorkload) fail(format string, args ...any) {
@@ -130,7 +171,7 @@ func (w *haWorkload) fail(format string, args ...any) {
 	w.mu.Unlock()
 }
 
-func (w *haWorkload) run(cl *haClient, rounds int) {
+func (w *haWorkload) run(cl *haClient, phase, rounds int) {
 	defer w.wg.Done()
 	for r := 0; r < rounds; r++ {
 		select {
@@ -138,40 +179,88 @@ func (w *haWorkload) run(cl *haClient, rounds int) {
 			return
 		default:
 		}
-		key := fmt.Sprintf("%s-%d", cl.user, r)
+		key := fmt.Sprintf("%s-%d-%d", cl.user, phase, r)
 		var sb sandboxView
-		if err := cl.call("POST", "/api/v1/sandbox/acquire", "acq-"+key, nil, &sb); err != nil {
+		on, index, err := cl.callOn("POST", "/api/v1/sandbox/acquire", "acq-"+key, nil, &sb)
+		if err != nil {
 			w.fail("acquire %s: %v", key, err)
 			continue
 		}
 		w.mu.Lock()
 		w.acquired[key] = haAck{id: sb.SandboxID, sandbox: sb.SandboxID, user: cl.user}
 		w.mu.Unlock()
+		w.readBack(cl, on, index, "acquire "+key, "/api/v1/sandbox/"+sb.SandboxID, haActive)
 		w.exec(cl, sb.SandboxID, key)
 		if r%2 == 1 {
-			if err := cl.call("POST", "/api/v1/sandbox/release", "rel-"+key, map[string]string{"sandbox_id": sb.SandboxID}, nil); err != nil {
+			if on, index, err := cl.callOn("POST", "/api/v1/sandbox/release", "rel-"+key, map[string]string{"sandbox_id": sb.SandboxID}, nil); err != nil {
 				w.fail("release %s: %v", key, err)
 			} else {
 				w.mu.Lock()
 				w.released[sb.SandboxID] = true
 				w.mu.Unlock()
+				w.readBack(cl, on, index, "release "+key, "/api/v1/sandbox/"+sb.SandboxID, haNotActive)
 			}
 		}
 		if r%3 == 0 {
 			var s sessionView
-			if err := cl.call("POST", "/api/v1/sessions", "ses-"+key, map[string]any{"cpu_count": 1, "memory_mb": 256}, &s); err != nil {
+			on, index, err := cl.callOn("POST", "/api/v1/sessions", "ses-"+key, map[string]any{"cpu_count": 1, "memory_mb": 256}, &s)
+			if err != nil {
 				w.fail("create session %s: %v", key, err)
 				continue
 			}
 			w.mu.Lock()
 			w.sessions[key] = haAck{id: s.SessionID, sandbox: s.SandboxID, user: cl.user}
 			w.mu.Unlock()
+			w.readBack(cl, on, index, "session "+key, "/api/v1/sessions/"+s.SessionID, haActive)
 			if err := cl.waitSessionActive(s.SessionID); err != nil {
 				w.fail("session %s: %v", key, err)
 				continue
 			}
 			w.exec(cl, s.SandboxID, "s"+key)
 		}
+	}
+}
+
+// drain releases every sandbox and deletes every session the workload
+// holds, so phases do not pile up against POOL_MAX_SIZE; the next verify
+// checks they are gone.
+func (w *haWorkload) drain(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	var sbs []haAck
+	for _, a := range w.acquired {
+		if !w.released[a.sandbox] {
+			sbs = append(sbs, a)
+		}
+	}
+	var ses []haAck
+	for _, a := range w.sessions {
+		if !w.deleted[a.id] {
+			ses = append(ses, a)
+		}
+	}
+	w.mu.Unlock()
+	byUser := map[string]*haClient{}
+	for _, cl := range w.users {
+		byUser[cl.user] = cl
+	}
+	for _, a := range sbs {
+		if err := byUser[a.user].call("POST", "/api/v1/sandbox/release", "drain-"+a.sandbox, map[string]string{"sandbox_id": a.sandbox}, nil); err != nil {
+			t.Errorf("drain: release %s: %v", a.sandbox, err)
+			continue
+		}
+		w.mu.Lock()
+		w.released[a.sandbox] = true
+		w.mu.Unlock()
+	}
+	for _, a := range ses {
+		if err := byUser[a.user].call("DELETE", "/api/v1/sessions/"+a.id, "drain-"+a.id, nil, nil); err != nil {
+			t.Errorf("drain: delete session %s: %v", a.id, err)
+			continue
+		}
+		w.mu.Lock()
+		w.deleted[a.id] = true
+		w.mu.Unlock()
 	}
 }
 
@@ -214,18 +303,25 @@ func (w *haWorkload) exec(cl *haClient, sandbox, tag string) {
 	w.mu.Unlock()
 }
 
-// finish stops the workload, waits for in-flight requests, and fails the
-// test for every request that was lost.
+// finish ends the phase: it stops the workload, waits for in-flight
+// requests, and fails the test for every request that was lost and every
+// read that missed a write it named.
 func (w *haWorkload) finish(t *testing.T) {
 	t.Helper()
 	close(w.stop)
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t.Logf("workload: %d acquires (%d released), %d sessions, %d executions acknowledged", len(w.acquired), len(w.released), len(w.sessions), w.execs)
+	t.Logf("workload after phase %d: %d acquires (%d released), %d sessions (%d deleted), %d executions acknowledged", w.phase, len(w.acquired), len(w.released), len(w.sessions), len(w.deleted), w.execs)
+	t.Logf("read-your-writes: %s", w.ryw)
 	for _, e := range w.errs {
 		t.Errorf("lost request: %s", e)
 	}
+	w.errs = nil
+	for _, e := range w.ryw.violations {
+		t.Errorf("read-your-writes: %s", e)
+	}
+	w.ryw.violations = nil
 	if len(w.acquired) == 0 || w.execs == 0 {
 		t.Errorf("the workload got nothing done")
 	}
@@ -359,6 +455,12 @@ func (c *haCluster) verify(w *haWorkload) {
 	for key, a := range w.sessions {
 		claim(a.sandbox, a.user, "session "+key)
 		se, ok := snap.sessions[a.id]
+		if w.deleted[a.id] {
+			if ok && se.Status != "deleted" {
+				t.Errorf("deleted session %s is %s, want deleted or gone", a.id, se.Status)
+			}
+			continue
+		}
 		if !ok || se.UserID != a.user || se.Status != "active" || se.SandboxID != a.sandbox {
 			t.Errorf("acknowledged session %s: %+v (found %t), want active, owned by %s, sandbox %s", key, se, ok, a.user, a.sandbox)
 			continue
