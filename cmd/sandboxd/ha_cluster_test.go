@@ -28,6 +28,9 @@ type haCluster struct {
 	// past holds the logs of containers replaced during the test, so a
 	// failure can still be traced through a rolling upgrade.
 	past []string
+	// faults is the write unavailability of every fault, printed as a
+	// table when the test ends.
+	faults []haFault
 }
 
 // haNode is one control container; its data volume outlives the container.
@@ -38,6 +41,10 @@ type haNode struct {
 	volume    string
 	image     string
 	api, ops  string // http://ip:port on apiNet, refreshed on every start
+	// join makes create give the node JOIN (the other nodes) instead of
+	// PEERS: the documented way for a node without state to enter a
+	// cluster that already exists.
+	join bool
 }
 
 const haTestLabel = "cloud-sandbox.test=1"
@@ -75,6 +82,7 @@ func startHACluster(t *testing.T) *haCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.cleanup)
+	t.Cleanup(c.logFaults)
 	dockerCLI(t, "network", "create", "--internal", "--label", haTestLabel, c.raftNet)
 	dockerCLI(t, "network", "create", "--label", haTestLabel, c.apiNet)
 	for _, id := range []string{"n1", "n2", "n3"} {
@@ -154,8 +162,16 @@ func (c *haCluster) peers() string {
 // node from raftNet really cuts it off.
 func (n *haNode) create() {
 	c := n.c
+	members := "PEERS=" + c.peers()
+	if n.join {
+		var addrs []string
+		for _, o := range c.others(n) {
+			addrs = append(addrs, o.id+"-raft:7000")
+		}
+		members = "JOIN=" + strings.Join(addrs, ",")
+	}
 	env := []string{
-		"NODE_ID=" + n.id, "RAFT_ADVERTISE=" + n.id + "-raft:7000", "PEERS=" + c.peers(),
+		"NODE_ID=" + n.id, "RAFT_ADVERTISE=" + n.id + "-raft:7000", members,
 		"CLUSTER_NAME=" + c.name, "SANDBOX_AGENT_BIN=" + filepath.Join(c.dir, "sandbox-agent"),
 		"SANDBOX_STATE_DIR=" + filepath.Join(c.dir, "sb"), "SANDBOX_IMAGE=python:3.11-slim",
 		"POOL_MIN_SIZE=2", "POOL_MAX_SIZE=60", "SANDBOX_READY_TIMEOUT=20",
@@ -208,15 +224,38 @@ func (n *haNode) waitReady() {
 // recreate replaces the container with one from image, keeping its volume:
 // the rolling upgrade's step.
 func (n *haNode) recreate(image string) {
-	// SIGTERM, with the grace compose gives (stop_grace_period 40s): the node
-	// drains its requests and hands leadership over before it exits.
+	n.stop()
+	n.replace(image)
+	n.start()
+}
+
+// stop stops the container with SIGTERM and the grace compose gives
+// (stop_grace_period 40s): the node drains its requests and hands
+// leadership over before it exits. Its logs are kept for a failure report.
+func (n *haNode) stop() {
 	dockerCLI(n.c.t, "stop", "-t", "40", n.container)
 	out, _ := exec.Command("docker", "logs", n.container).CombinedOutput()
-	n.c.past = append(n.c.past, n.container+" (before recreate):\n"+string(out))
+	n.c.past = append(n.c.past, n.container+" (before it was replaced):\n"+string(out))
+}
+
+// replace removes the stopped container and creates one from image on the
+// same volume, without starting it.
+func (n *haNode) replace(image string) {
 	dockerCLI(n.c.t, "rm", n.container)
 	n.image = image
 	n.create()
-	n.start()
+}
+
+// wipe removes the stopped node's container and data volume and creates a
+// new container on an empty volume, without starting it: a node whose disk
+// was lost. join chooses JOIN over PEERS for the new container.
+func (n *haNode) wipe(join bool) {
+	t := n.c.t
+	dockerCLI(t, "rm", n.container)
+	dockerCLI(t, "volume", "rm", n.volume)
+	dockerCLI(t, "volume", "create", "--label", haTestLabel, n.volume)
+	n.join = join
+	n.create()
 }
 
 // clusterInfo is the operator listener's GET /api/v1/cluster.
