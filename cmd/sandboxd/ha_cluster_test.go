@@ -31,6 +31,9 @@ type haCluster struct {
 	// faults is the write unavailability of every fault, printed as a
 	// table when the test ends.
 	faults []haFault
+	// suspects are ids verify found wrong; a failed test prints every log
+	// line of every node that names one.
+	suspects []string
 }
 
 // haNode is one control container; its data volume outlives the container.
@@ -133,6 +136,17 @@ func (c *haCluster) cleanup() {
 			for _, line := range strings.Split(l, "\n") {
 				if strings.Contains(line, "component=reconciler") && !strings.Contains(line, "level=INFO msg=\"sandbox placed\"") {
 					c.t.Log(line)
+				}
+			}
+		}
+		// Everything any node said about what verify found wrong.
+		for _, id := range c.suspects {
+			for _, l := range all {
+				node, _, _ := strings.Cut(l, "\n")
+				for _, line := range strings.Split(l, "\n") {
+					if strings.Contains(line, id) {
+						c.t.Logf("%s %s", strings.TrimSuffix(node, ":"), line)
+					}
 				}
 			}
 		}

@@ -432,9 +432,11 @@ func (c *haCluster) verify(w *haWorkload) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	owner := map[string]string{} // sandbox -> the one owner acknowledged
+	suspect := func(ids ...string) { c.suspects = append(c.suspects, ids...) }
 	claim := func(sandbox, user, what string) {
 		if prev, ok := owner[sandbox]; ok {
 			t.Errorf("sandbox %s handed out twice (%s, and %s to %s)", sandbox, prev, what, user)
+			suspect(sandbox)
 		}
 		owner[sandbox] = what + " of " + user
 	}
@@ -445,11 +447,14 @@ func (c *haCluster) verify(w *haWorkload) {
 		case w.released[a.sandbox]:
 			if ok && sb.Status != "terminating" {
 				t.Errorf("released sandbox %s is %s, want gone", a.sandbox, sb.Status)
+				suspect(a.sandbox)
 			}
 		case !ok:
 			t.Errorf("acknowledged acquire %s: sandbox %s lost", key, a.sandbox)
+			suspect(a.sandbox)
 		case sb.UserID != a.user || sb.Status != "active":
 			t.Errorf("acknowledged acquire %s: sandbox %+v, want active and owned by %s", key, sb, a.user)
+			suspect(a.sandbox)
 		}
 	}
 	for key, a := range w.sessions {
@@ -458,15 +463,18 @@ func (c *haCluster) verify(w *haWorkload) {
 		if w.deleted[a.id] {
 			if ok && se.Status != "deleted" {
 				t.Errorf("deleted session %s is %s, want deleted or gone", a.id, se.Status)
+				suspect(a.id, a.sandbox)
 			}
 			continue
 		}
 		if !ok || se.UserID != a.user || se.Status != "active" || se.SandboxID != a.sandbox {
 			t.Errorf("acknowledged session %s: %+v (found %t), want active, owned by %s, sandbox %s", key, se, ok, a.user, a.sandbox)
+			suspect(a.id, a.sandbox)
 			continue
 		}
 		if sb := snap.sandboxes[a.sandbox]; sb.UserID != a.user || sb.Status != "active" {
 			t.Errorf("session %s's sandbox %+v: want active and owned by %s", a.id, sb, a.user)
+			suspect(a.id, a.sandbox)
 		}
 	}
 	t.Logf("converged at index %d: %d sandboxes, %d sessions on every node, containers match", snap.index, len(snap.sandboxes), len(snap.sessions))
