@@ -213,8 +213,13 @@ func (c *testCluster) waitMembers(size int) {
 	waitFor(c.t, 15*time.Second, fmt.Sprintf("%d voters and a leader on every node", size), func() bool {
 		for _, n := range c.running() {
 			servers, err := n.Servers()
-			if err != nil || len(servers) != size {
+			if err != nil || len(servers) != size || n.Readmitting() {
 				return false
+			}
+			for _, s := range servers {
+				if !s.Voter {
+					return false
+				}
 			}
 			if _, addr := n.Leader(); addr == "" {
 				return false

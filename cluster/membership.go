@@ -44,11 +44,24 @@ func (n *Node) Join(ctx context.Context, id, addr string) error {
 	if id == "" || addr == "" {
 		return errors.New("join: id and addr are required")
 	}
+	return n.joinAs(ctx, id, addr, true)
+}
+
+// joinAs is Join with the suffrage asked for: a node without state joins
+// as a non-voter first and asks for a vote once it has caught up
+// (readmit.go). A member already at the same address keeps its suffrage
+// when a non-voter is asked for: a voter's entry stays, and the node
+// refuses votes on its own until it has caught up, so re-admission never
+// shrinks the quorum while another voter is down.
+func (n *Node) joinAs(ctx context.Context, id, addr string, voter bool) error {
+	if id == "" || addr == "" {
+		return errors.New("join: id and addr are required")
+	}
 	return n.onLeader(ctx, "join "+id, func(ctx context.Context, leaderAddr string) error {
 		if leaderAddr == "" {
-			return n.joinLocal(ctx, id, addr)
+			return n.joinLocal(ctx, id, addr, voter)
 		}
-		return n.rpc.join(ctx, leaderAddr, id, addr, true)
+		return n.rpc.join(ctx, leaderAddr, id, addr, true, voter)
 	})
 }
 
@@ -115,7 +128,9 @@ func (n *Node) onLeader(ctx context.Context, what string, op func(ctx context.Co
 }
 
 // joinLocal changes the configuration on this node, which must lead.
-func (n *Node) joinLocal(ctx context.Context, id, addr string) error {
+// voter=false adds a new member without a vote; voter=true adds a voter or
+// promotes a non-voter at the same address.
+func (n *Node) joinLocal(ctx context.Context, id, addr string, voter bool) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -125,9 +140,12 @@ func (n *Node) joinLocal(ctx context.Context, id, addr string) error {
 	}
 	for _, s := range servers {
 		sameID, sameAddr := string(s.ID) == id, string(s.Address) == addr
-		if sameID && sameAddr && s.Suffrage == raft.Voter {
-			n.log.Debug("join: already a member", "peer.id", id, "peer.addr", addr)
-			return nil
+		if sameID && sameAddr {
+			if s.Suffrage == raft.Voter || !voter {
+				n.log.Debug("join: already a member", "peer.id", id, "peer.addr", addr, "voter", s.Suffrage == raft.Voter)
+				return nil
+			}
+			continue // a non-voter asking for a vote: promoted below
 		}
 		if sameID || sameAddr {
 			n.log.Info("join: removing stale entry", "peer.id", s.ID, "peer.addr", s.Address)
@@ -136,10 +154,14 @@ func (n *Node) joinLocal(ctx context.Context, id, addr string) error {
 			}
 		}
 	}
-	if err := n.wait(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.timeoutFor(ctx)), "add voter "+id); err != nil {
+	change, what := n.raft.AddVoter, "add voter "+id
+	if !voter {
+		change, what = n.raft.AddNonvoter, "add non-voter "+id
+	}
+	if err := n.wait(ctx, change(raft.ServerID(id), raft.ServerAddress(addr), 0, n.timeoutFor(ctx)), what); err != nil {
 		return err
 	}
-	n.log.Info("node joined", "peer.id", id, "peer.addr", addr)
+	n.log.Info("node joined", "peer.id", id, "peer.addr", addr, "voter", voter)
 	return nil
 }
 
@@ -169,39 +191,4 @@ func (n *Node) timeoutFor(ctx context.Context) time.Duration {
 		return max(time.Until(dl), time.Millisecond)
 	}
 	return n.cfg.ApplyTimeout
-}
-
-// joinExisting asks the Join addresses to add this node, with bounded
-// retries and backoff, until one succeeds.
-func (n *Node) joinExisting() {
-	delay := 250 * time.Millisecond
-	for attempt := 1; attempt <= n.cfg.JoinAttempts; attempt++ {
-		for _, addr := range n.cfg.Join {
-			if addr == n.addr {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), defaultRPCTimeout)
-			go func() {
-				select {
-				case <-n.closing:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			err := n.rpc.join(ctx, addr, n.id, n.addr, false)
-			cancel()
-			if err == nil {
-				n.log.Info("joined cluster", "via", addr, "attempt", attempt)
-				return
-			}
-			n.log.Warn("join attempt failed", "via", addr, "attempt", attempt, "error", err)
-		}
-		select {
-		case <-n.closing:
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
-	n.log.Error("could not join cluster: attempts exhausted", "attempts", n.cfg.JoinAttempts, "join", n.cfg.Join)
 }

@@ -47,6 +47,7 @@ type Node struct {
 	bolt   *raftboltdb.BoltStore
 	logs   raft.LogStore
 	trans  *raft.NetworkTransport
+	gate   *voteGate // the transport Raft uses: trans, refusing votes while re-admitting
 	mux    *mux
 	rpcSrv *http.Server
 	rpc    *rpcClient
@@ -181,6 +182,7 @@ func (n *Node) openRaft() error {
 		Timeout: transportTimeout,
 		Logger:  hlog.Named("transport"),
 	})
+	n.gate = newVoteGate(n.trans)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -201,7 +203,15 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("check existing raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, bolt, snaps, n.trans)
+	// A node without state decides before Raft starts whether it may vote.
+	var readmitVia []string
+	if !hasState {
+		readmitVia = n.readmitAddrs()
+		if len(readmitVia) > 0 {
+			n.gate.refusing.Store(true)
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, bolt, snaps, n.gate)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -214,6 +224,15 @@ func (n *Node) openRaft() error {
 
 	if hasState {
 		n.log.Info("raft state found, not bootstrapping", "last_index", r.LastIndex())
+		return nil
+	}
+	if len(readmitVia) > 0 {
+		attempts := 0 // an existing cluster that lists this node: until it closes
+		if len(cfg.Join) > 0 {
+			attempts = cfg.JoinAttempts
+		}
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.readmit(readmitVia, attempts) }()
 		return nil
 	}
 	var servers []raft.Server
@@ -231,11 +250,32 @@ func (n *Node) openRaft() error {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
 	}
-	if len(cfg.Join) > 0 {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.joinExisting() }()
-	}
 	return nil
+}
+
+// readmitAddrs decides how a node without Raft state starts. It returns
+// the addresses to re-admit through (readmit.go), or nil to bootstrap as
+// configured. JOIN always joins: first without a vote, so a fresh node
+// never votes before it has the log. PEERS bootstraps only if no peer has
+// state beyond a bootstrap configuration: otherwise the cluster exists and
+// this node lost its disk, and bootstrapping would let it vote at once.
+func (n *Node) readmitAddrs() []string {
+	cfg := n.cfg
+	if len(cfg.Join) > 0 && !cfg.Bootstrap {
+		return cfg.Join
+	}
+	var addrs []string
+	for _, p := range cfg.Peers {
+		if p.ID != n.id {
+			addrs = append(addrs, p.Addr)
+		}
+	}
+	addrs = append(addrs, cfg.Join...)
+	if len(addrs) == 0 || !n.clusterExists(addrs) {
+		return nil
+	}
+	n.log.Warn("no raft state but the cluster exists: not bootstrapping; re-admitting without a vote until caught up")
+	return addrs
 }
 
 // ID returns this node's Raft server ID.
@@ -324,7 +364,11 @@ func (n *Node) shutdown(transfer bool) error {
 // release closes what Open acquired below Raft: transport, listener, stores.
 func (n *Node) release() error {
 	var errs []error
-	if n.trans != nil {
+	if n.gate != nil {
+		if err := n.gate.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close transport: %w", err))
+		}
+	} else if n.trans != nil {
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
 		}

@@ -25,6 +25,7 @@ const (
 	pathReadIndex = "/cluster/v1/read-index" // leader only
 	pathJoin      = "/cluster/v1/join"       // any node; forwarded to the leader
 	pathRemove    = "/cluster/v1/remove"     // any node; forwarded to the leader
+	pathState     = "/cluster/v1/state"      // any node: its Raft last index
 
 	// headerTimeout carries the caller's remaining time in milliseconds so the
 	// leader gives up before the caller does.
@@ -64,6 +65,9 @@ type rpcReply struct {
 type joinRequest struct {
 	ID   string `json:"id"`
 	Addr string `json:"addr"`
+	// Nonvoter asks for a member without a vote (a node without state that
+	// has not caught up yet); absent means a voter, as before.
+	Nonvoter bool `json:"nonvoter,omitempty"`
 }
 
 type removeRequest struct {
@@ -121,6 +125,7 @@ func newRPCServer(n *Node) *http.Server {
 	mux.HandleFunc("POST "+pathReadIndex, n.handleReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.handleJoin)
 	mux.HandleFunc("POST "+pathRemove, n.handleRemove)
+	mux.HandleFunc("POST "+pathState, n.handleState)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: handshakeTimeout,
@@ -187,11 +192,11 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	// A join forwarded by a peer is executed here or refused, never forwarded
 	// again, so two nodes with different views of the leader cannot bounce it.
-	join := n.Join
+	join := n.joinAs
 	if r.URL.Query().Get("forwarded") != "" {
 		join = n.joinLocal
 	}
-	if err := join(ctx, req.ID, req.Addr); err != nil {
+	if err := join(ctx, req.ID, req.Addr, !req.Nonvoter); err != nil {
 		writeReply(w, rpcReply{Error: toWire(err)})
 		return
 	}
@@ -211,6 +216,12 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeReply(w, rpcReply{})
+}
+
+// handleState answers the probe of a node that starts without state
+// (readmit.go): this node's Raft last index, 0 without state.
+func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
+	writeReply(w, rpcReply{Index: n.raft.LastIndex()})
 }
 
 // --- client ---
@@ -294,8 +305,16 @@ func (c *rpcClient) readIndex(ctx context.Context, addr string) (uint64, error) 
 	return reply.Index, nil
 }
 
-func (c *rpcClient) join(ctx context.Context, addr, id, joinAddr string, forwarded bool) error {
-	body, _ := json.Marshal(joinRequest{ID: id, Addr: joinAddr})
+func (c *rpcClient) lastIndex(ctx context.Context, addr string) (uint64, error) {
+	reply, err := c.call(ctx, addr, pathState, "application/json", nil)
+	if err != nil {
+		return 0, err
+	}
+	return reply.Index, nil
+}
+
+func (c *rpcClient) join(ctx context.Context, addr, id, joinAddr string, forwarded, voter bool) error {
+	body, _ := json.Marshal(joinRequest{ID: id, Addr: joinAddr, Nonvoter: !voter})
 	path := pathJoin
 	if forwarded {
 		path += "?forwarded=1"

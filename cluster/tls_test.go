@@ -171,7 +171,7 @@ func TestTLSMixedClusterRefused(t *testing.T) {
 			}
 			defer client.close()
 			c := startCluster(t, 1, bootJoin, tweak)
-			err := client.join(testCtx(t, 5*time.Second), c.node(0).Addr(), "n9", "127.0.0.1:1", false)
+			err := client.join(testCtx(t, 5*time.Second), c.node(0).Addr(), "n9", "127.0.0.1:1", false, true)
 			if err == nil {
 				t.Fatal("join across a TLS mismatch succeeded")
 			}
