@@ -24,6 +24,9 @@ type FSM struct {
 	// restoreCh is closed at each Restore (watch.go).
 	restoreCh chan struct{}
 
+	// changes feeds the reconciler what each apply changed (changes.go).
+	changes *changeLog
+
 	// corrupt counts log entries skipped because they could not be decoded.
 	corrupt atomic.Uint64
 
@@ -43,7 +46,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns an empty state machine.
 func New(opts ...Option) *FSM {
-	f := &FSM{watchCh: make(chan struct{}), restoreCh: make(chan struct{}), log: slog.Default().With("component", "fsm")}
+	f := &FSM{watchCh: make(chan struct{}), restoreCh: make(chan struct{}), changes: newChangeLog(), log: slog.Default().With("component", "fsm")}
 	for _, o := range opts {
 		o(f)
 	}
@@ -115,7 +118,7 @@ func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
 	t.prune()
 	if h.RequestID != "" {
 		if prior := t.request(h.RequestID); prior != nil {
-			t.commit()
+			f.changes.record(index, t.commit())
 			f.notify()
 			if prior.Response == nil {
 				return &Response{Index: prior.Index}
@@ -135,7 +138,7 @@ func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
 		t.putRequest(h.RequestID, resp.copy())
 	}
 	t.prune()
-	t.commit()
+	f.changes.record(index, t.commit())
 	f.notify()
 	return resp
 }
@@ -143,7 +146,7 @@ func (f *FSM) applyCommand(index uint64, cmd Command) *Response {
 // skip records that the entry at index was applied without effect.
 func (f *FSM) skip(index uint64) {
 	t := newTx(f.db.Load(), index, time.Time{})
-	t.commit()
+	f.changes.record(index, t.commit())
 	f.notify()
 }
 

@@ -117,6 +117,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore fsm snapshot: %w", err)
 	}
 	f.db.Store(db)
+	f.changes.reset(readMeta(db.Txn(false)).AppliedIndex)
 	f.notifyRestored()
 	f.notify()
 	return nil

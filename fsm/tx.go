@@ -24,18 +24,21 @@ type tx struct {
 
 func newTx(db *memdb.MemDB, index uint64, now time.Time) *tx {
 	txn := db.Txn(true)
+	txn.TrackChanges()
 	return &tx{txn: txn, index: index, now: now, meta: readMeta(txn)}
 }
 
 func (t *tx) abort() { t.txn.Abort() }
 
-// commit advances the applied index and makes the writes visible to readers.
-func (t *tx) commit() {
+// commit advances the applied index and makes the writes visible to
+// readers; it returns what the transaction changed, for the change feed.
+func (t *tx) commit() memdb.Changes {
 	t.meta.Key = singletonKey
 	t.meta.AppliedIndex = t.index
 	m := t.meta
 	must(t.txn.Insert(tableMeta, &m))
 	t.txn.Commit()
+	return t.txn.Changes()
 }
 
 // must panics on a memdb error: with a fixed schema and typed rows, one can
