@@ -41,6 +41,8 @@ type Instance struct {
 type Driver interface {
 	// Name is "docker" or "nomad".
 	Name() string
+	// Capabilities says what the driver can do to a running sandbox.
+	Capabilities() Capabilities
 	// Create starts a sandbox and returns once its agent answers health checks.
 	Create(ctx context.Context, spec Spec) (fsm.Placement, error)
 	// Destroy stops and removes a sandbox and everything the driver made for
@@ -67,12 +69,21 @@ type Driver interface {
 	List(ctx context.Context) ([]Instance, error)
 }
 
-// LimitsFixer is implemented by a driver that cannot change a running
-// sandbox's limits (Nomad replaces the allocation to do so). The reconciler
-// then never tries, and the pool hands an idle sandbox only to a request
-// for exactly its resources; anything else is created to measure.
-type LimitsFixer interface {
-	LimitsFixed() bool
+// Capabilities say what a driver can do to a running sandbox. The
+// reconciler and the API adapt to them instead of trying what cannot work.
+type Capabilities struct {
+	// LiveUpdate: a running sandbox's limits can change in place (Docker).
+	// Without it the reconciler never tries, and the pool hands an idle
+	// sandbox only to a request for exactly its limits; anything else is
+	// created to measure.
+	LiveUpdate bool
+	// FreezeInPlace: a pause freezes the sandbox's processes and memory
+	// where they are, and a resume thaws them (Docker). Without it a pause
+	// saves the workspace and ends every process (Nomad).
+	FreezeInPlace bool
+	// MovesOnResume: a resume may place the sandbox anew, possibly on
+	// another node, with a new placement to record (Nomad).
+	MovesOnResume bool
 }
 
 // Errors a driver returns where a caller must branch.

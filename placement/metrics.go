@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
 // Metrics are the reconciler's collectors. A nil *Metrics records nothing.
@@ -34,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		reconciled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "reconciler_tracked_sandboxes",
-			Help: "Sandboxes in the state at the reconciler's last pass (leader only).",
+			Help: "Sandboxes in the state as the reconciler last counted them (leader only).",
 		}),
 	}
 	reg.MustRegister(m.placements, m.placementSeconds, m.refillFailures, m.reconciled)
@@ -65,9 +63,9 @@ func (m *Metrics) refillFailed() {
 	m.refillFailures.Inc()
 }
 
-func (m *Metrics) observe(sandboxes []*fsm.Sandbox) {
+func (m *Metrics) tracked(n int) {
 	if m == nil {
 		return
 	}
-	m.reconciled.Set(float64(len(sandboxes)))
+	m.reconciled.Set(float64(n))
 }

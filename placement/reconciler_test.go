@@ -43,6 +43,8 @@ type memDriver struct {
 	// onDestroy, if set, runs at the start of Destroy (without the lock):
 	// a test makes something happen while the destroy is under way.
 	onDestroy func(id string, p fsm.Placement)
+	// fixedLimits makes the driver say it cannot change limits in place.
+	fixedLimits bool
 }
 
 // Capacity is the room left on the hosts; with no hostSlots, plenty.
@@ -58,6 +60,10 @@ func (d *memDriver) Capacity(context.Context, fsm.Resources) (int, error) {
 func newMemDriver() *memDriver { return &memDriver{instances: map[string]*Instance{}} }
 
 func (d *memDriver) Name() string { return "mem" }
+
+func (d *memDriver) Capabilities() Capabilities {
+	return Capabilities{LiveUpdate: !d.fixedLimits, FreezeInPlace: !d.moveOnResume, MovesOnResume: d.moveOnResume}
+}
 
 func (d *memDriver) record(call string) {
 	d.calls = append(d.calls, call)
@@ -209,6 +215,8 @@ type directApplier struct {
 	// leaderChecks counts how often the reconciler asked.
 	follower     atomic.Bool
 	leaderChecks atomic.Int64
+	// now, if set, stamps commands instead of the wall clock.
+	now func() time.Time
 }
 
 func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, error) {
@@ -216,6 +224,9 @@ func (a *directApplier) Apply(_ context.Context, c fsm.Command) (*fsm.Response, 
 	defer a.mu.Unlock()
 	if fsm.Hdr(c).Now.IsZero() {
 		fsm.Hdr(c).Now = time.Now().UTC()
+		if a.now != nil {
+			fsm.Hdr(c).Now = a.now().UTC()
+		}
 	}
 	b, err := fsm.Encode(c)
 	if err != nil {
@@ -247,6 +258,8 @@ type rig struct {
 	m      *Metrics
 	cancel context.CancelFunc
 	done   chan struct{}
+	// clock, if set, is the reconciler's and the commands' time.
+	clock *fakeClock
 }
 
 func newRig(t *testing.T, pool fsm.PoolConfig) *rig {
@@ -260,7 +273,11 @@ func newRig(t *testing.T, pool fsm.PoolConfig) *rig {
 
 func (r *rig) start() {
 	r.t.Helper()
-	rec := New(Config{Resync: 50 * time.Millisecond, Metrics: r.m}, r.driver, r.apply, r.f)
+	cfg := Config{Resync: 50 * time.Millisecond, Metrics: r.m}
+	if r.clock != nil {
+		cfg.Clock = r.clock
+	}
+	rec := New(cfg, r.driver, r.apply, r.f)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
 	go func() { defer close(r.done); rec.Run(ctx) }()

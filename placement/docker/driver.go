@@ -53,5 +53,11 @@ func New(cfg Config) (*Driver, error) {
 // Name is "docker".
 func (d *Driver) Name() string { return "docker" }
 
+// Capabilities: limits change in place, a pause freezes the container
+// (processes and memory kept), and a resume thaws it where it is.
+func (d *Driver) Capabilities() placement.Capabilities {
+	return placement.Capabilities{LiveUpdate: true, FreezeInPlace: true, MovesOnResume: false}
+}
+
 // Close releases the connection to the Docker daemon; sandboxes keep running.
 func (d *Driver) Close() error { return d.docker.Close() }

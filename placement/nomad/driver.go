@@ -258,8 +258,12 @@ func (d *Driver) deregister(ctx context.Context, sandboxID string) error {
 	return nil
 }
 
-// LimitsFixed is true: see Update.
-func (d *Driver) LimitsFixed() bool { return true }
+// Capabilities: limits are fixed (see Update); a pause saves the workspace
+// and stops the allocation, so processes end; a resume places a new
+// allocation, possibly on another node.
+func (d *Driver) Capabilities() placement.Capabilities {
+	return placement.Capabilities{LiveUpdate: false, FreezeInPlace: false, MovesOnResume: true}
+}
 
 // Update refuses: Nomad applies new resources by replacing the allocation,
 // which under this driver would lose the sandbox's processes and move it.
