@@ -165,6 +165,7 @@ func TestSandboxFailed(t *testing.T) {
 
 func TestSandboxAcquire(t *testing.T) {
 	big := &Resources{CPUCount: 4, MemoryMB: 4096, DiskMB: 2048}
+	resized := &Resources{CPUCount: 4, MemoryMB: 4096, DiskMB: testResources.DiskMB}
 	runCases(t, []applyCase{
 		{name: "oldest idle sandbox is handed out",
 			setup: idle(5, "c", "a", "b"), // created in order c, a, b
@@ -185,11 +186,19 @@ func TestSandboxAcquire(t *testing.T) {
 					t.Errorf("stats = %+v, want 2 idle 1 active", st)
 				}
 			}},
-		{name: "resources given change the sandbox", setup: idle(5, "a"),
-			cmd: &SandboxAcquire{Owner: "alice", Resources: big},
+		{name: "cpu and memory given resize an idle sandbox", setup: idle(5, "a"),
+			cmd: &SandboxAcquire{Owner: "alice", Resources: resized},
 			check: func(t *testing.T, h *harness, _ *Response) {
-				if s := h.sandbox("a"); s.Resources != *big || !s.ExpiresAt.IsZero() {
-					t.Errorf("sandbox = %+v, want resources %+v and no expiry", s, *big)
+				if s := h.sandbox("a"); s.Resources != *resized || !s.ExpiresAt.IsZero() {
+					t.Errorf("sandbox = %+v, want resources %+v and no expiry", s, *resized)
+				}
+			}},
+		{name: "another disk size is made to measure: a tmpfs is never resized", setup: idle(5, "a"),
+			cmd: &SandboxAcquire{Owner: "alice", NewID: "n1", Resources: big},
+			check: func(t *testing.T, h *harness, _ *Response) {
+				wantState(t, h, "a", StateIdle)
+				if s := wantState(t, h, "n1", StatePending); s.Resources != *big {
+					t.Errorf("sandbox = %+v, want resources %+v", s, *big)
 				}
 			}},
 		{name: "other image is not handed out",

@@ -114,22 +114,34 @@ func (t *tx) deleteSandbox(s *Sandbox) {
 	t.meta.Counts.add(s.State, -1)
 }
 
-// pickIdle returns the oldest idle sandbox of the image and network setting.
-// pickIdle returns an idle unowned sandbox of image and network setting.
-// When the pool's limits are fixed (the driver cannot change a running
-// sandbox's limits), only one whose resources are want qualifies; a nil
-// want takes any.
+// pickIdle returns an idle unowned sandbox of image and network setting
+// that fits want (a nil want takes any).
 func (t *tx) pickIdle(image string, network bool, want *Resources) *Sandbox {
 	it, err := t.txn.Get(tableSandboxes, "pick", StateIdle, image, network)
 	must(err)
 	fixed := t.pool().FixedLimits
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		s := raw.(*Sandbox)
-		if !fixed || want == nil || s.Resources == *want {
+		if fits(s.Resources, want, fixed) {
 			return s
 		}
 	}
 	return nil
+}
+
+// fits reports whether an idle sandbox of have can be handed to a request
+// for want. Its disk is a tmpfs sized at create that no driver can resize,
+// so the disk must match (0 asks for the pool's); where the driver cannot
+// change CPU and memory in place either (fixed), everything must.
+func fits(have Resources, want *Resources, fixed bool) bool {
+	switch {
+	case want == nil:
+		return true
+	case fixed:
+		return have == *want
+	default:
+		return want.DiskMB == 0 || want.DiskMB == have.DiskMB
+	}
 }
 
 func (t *tx) session(id string) *Session {
