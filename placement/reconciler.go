@@ -198,10 +198,7 @@ func (r *Reconciler) Lead(ctx context.Context, isLeader bool, leaderCh <-chan bo
 func (r *Reconciler) Run(ctx context.Context) {
 	r.log.Info("reconciler starting")
 	defer r.log.Info("reconciler stopped")
-	r.term = NewID()
-	r.obs = newObserved()
-	r.warm = &warmBackoff{}
-	r.q = newWorkQueue(r.clock)
+	r.beginTerm()
 	if !r.startTerm(ctx) {
 		return
 	}
@@ -321,6 +318,14 @@ func (r *Reconciler) do(ctx context.Context, k workKey) error {
 		r.q.addAfter(purgeKey, r.cfg.SessionRetention/4)
 	}
 	return nil
+}
+
+// beginTerm forgets what the last term observed.
+func (r *Reconciler) beginTerm() {
+	r.term = NewID()
+	r.obs = newObserved()
+	r.warm = &warmBackoff{}
+	r.q = newWorkQueue(r.clock)
 }
 
 // startTerm is the term's start-up: a barrier, so the reconciler acts only
