@@ -98,7 +98,12 @@ func (r *Reconciler) resync(ctx context.Context) {
 			r.q.add(sandboxKey(in.SandboxID))
 			continue
 		}
-		if !in.Running && sb.Placed() {
+		// Only a container the state recorded before the list began: one
+		// placed meanwhile may have been listed while it was still being
+		// created (not yet running), and another container of the
+		// sandbox's name says nothing about the recorded one.
+		if !in.Running && placedBefore[sb.ID] && sb.Placed() && samePlacement(in.Placement, sb.Placement) {
+			r.log.Info("sandbox's container is not running", "sandbox.id", sb.ID, "status", in.Status)
 			r.fail(ctx, sb, "container exited: "+in.Status)
 		}
 	}
@@ -107,7 +112,14 @@ func (r *Reconciler) resync(ctx context.Context) {
 			continue
 		}
 		if sb.Placed() {
+			r.log.Info("sandbox's container is gone", "sandbox.id", sb.ID)
 			r.fail(ctx, sb, "container removed")
 		}
 	}
+}
+
+// samePlacement reports whether a listed container is the one recorded
+// (a driver that lists no container id matches any).
+func samePlacement(listed, recorded fsm.Placement) bool {
+	return listed.ContainerID == "" || recorded.ContainerID == "" || listed.ContainerID == recorded.ContainerID
 }

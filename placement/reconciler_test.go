@@ -45,6 +45,9 @@ type memDriver struct {
 	onDestroy func(id string, p fsm.Placement)
 	// fixedLimits makes the driver say it cannot change limits in place.
 	fixedLimits bool
+	// onList, if set, runs after List has read the instances and before it
+	// returns: the state changes while the list is in flight.
+	onList func()
 }
 
 // Capacity is the room left on the hosts; with no hostSlots, plenty.
@@ -176,10 +179,14 @@ func (d *memDriver) Update(_ context.Context, id string, _ fsm.Resources) error 
 
 func (d *memDriver) List(context.Context) ([]Instance, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	var out []Instance
 	for _, in := range d.instances {
 		out = append(out, *in)
+	}
+	hook := d.onList
+	d.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	return out, nil
 }
