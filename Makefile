@@ -66,10 +66,11 @@ bench: agent image
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./placement/agent ./api ./cluster ./fsm
 
 # 10,000 sandboxes beside a 1,000 baseline: FSM load, acquire, heap and
-# VmRSS, snapshot persist/restore, full scans; then one Raft node: log
-# entries and latency per acquire, snapshot, restart. No driver.
+# VmRSS, snapshot persist/restore, full scans; one Raft node: log entries
+# and latency per acquire, snapshot, restart; the reconciler's cost after
+# one change. No real driver.
 bench-scale:
-	$(GO) test -run '^$$' -bench Scale -benchtime 1x ./fsm ./cluster
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x ./fsm ./cluster ./placement
 
 # Write unavailability after a leader kill, RAFT_MULTIPLIER 1 beside the
 # default (10 kills each; BENCH_RAFT_MULTIPLIERS=1,2,3 for others).
