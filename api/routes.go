@@ -73,6 +73,9 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodPut, "/egress/grants/{subject}", handlerFunc(s.handlePutEgressGrant))
 				r.Method(http.MethodDelete, "/egress/grants/{subject}", handlerFunc(s.handleDeleteEgressGrant))
 
+				// Lifecycle events as Server-Sent Events (events.go).
+				r.With(s.limitStreams).Method(http.MethodGet, "/events", handlerFunc(s.handleEvents))
+
 				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
 					s.withDeadline(s.execBudget, handlerFunc(s.handleExecuteStream)))

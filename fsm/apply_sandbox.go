@@ -213,6 +213,7 @@ func applySandboxRelease(t *tx, c *SandboxRelease) *Response {
 	}
 	s := old.Copy()
 	s.State = StateTerminating
+	s.EndReason = c.Reason
 	t.putSandbox(s)
 	resp := &Response{Sandbox: s.Copy()}
 	if sess := t.session(s.SessionID); sess != nil && sess.State != SessionDeleted {

@@ -150,6 +150,7 @@ func applySessionDelete(t *tx, c *SessionDelete) *Response {
 	if sb := t.sandbox(old.SandboxID); sb != nil && sb.State != StateTerminating {
 		ns := sb.Copy()
 		ns.State = StateTerminating
+		ns.EndReason = c.Reason
 		t.putSandbox(ns)
 		resp.Sandbox = ns.Copy()
 	}

@@ -21,6 +21,8 @@ const (
 	tableQuotaCreates = "quota_creates"
 	// tableEgressGrants holds one EgressGrant per subject (egress.go).
 	tableEgressGrants = "egress_grants"
+	// tableEvents holds the newest lifecycle events (events.go).
+	tableEvents = "events"
 )
 
 // singletonKey is the primary key of the one row in the pool and meta tables.
@@ -53,6 +55,10 @@ type metaRow struct {
 	AppliedIndex uint64
 	Counts       PoolStats // MinSize and MaxSize unused here
 	Requests     int
+	// Events counts the rows of the event log; EventsDroppedThrough is the
+	// key of the newest event dropped from it ("" while none was).
+	Events               int
+	EventsDroppedThrough string
 	// Created counts every sandbox and session ever created: monotonic, so
 	// they can be exported as Prometheus counters.
 	SandboxesCreated uint64
@@ -106,6 +112,10 @@ func schema() *memdb.DBSchema {
 		tableEgressGrants: {
 			Name:    tableEgressGrants,
 			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Subject"}}},
+		},
+		tableEvents: {
+			Name:    tableEvents,
+			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}}},
 		},
 		tableMeta: {
 			Name:    tableMeta,

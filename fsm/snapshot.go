@@ -31,6 +31,10 @@ type snapshotDoc struct {
 	QuotaCreates []*createLog `json:"quota_creates,omitempty"`
 	// Added with egress grants; absent in older snapshots (none granted).
 	EgressGrants []*EgressGrant `json:"egress_grants,omitempty"`
+	// Events is the event log, oldest first, and the key of the newest
+	// event dropped from it (events.go).
+	Events               []*eventRow `json:"events,omitempty"`
+	EventsDroppedThrough string      `json:"events_dropped_through,omitempty"`
 }
 
 // Snapshot captures the state in O(1) (a memdb snapshot); the work of
@@ -64,8 +68,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("encode pool: %w", err)
 	}
-	fmt.Fprintf(bw, "{\"version\":%d,\n\"applied_index\":%d,\n\"sandboxes_created\":%d,\n\"sessions_created\":%d,\n\"pool\":%s",
-		snapshotVersion, meta.AppliedIndex, meta.SandboxesCreated, meta.SessionsCreated, pool)
+	fmt.Fprintf(bw, "{\"version\":%d,\n\"applied_index\":%d,\n\"sandboxes_created\":%d,\n\"sessions_created\":%d,\n\"events_dropped_through\":%q,\n\"pool\":%s",
+		snapshotVersion, meta.AppliedIndex, meta.SandboxesCreated, meta.SessionsCreated, meta.EventsDroppedThrough, pool)
 	for _, table := range []struct{ name, key string }{
 		{tableSandboxes, "sandboxes"},
 		{tableSessions, "sessions"},
@@ -73,6 +77,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		{tableTokens, "tokens"},
 		{tableQuotaCreates, "quota_creates"},
 		{tableEgressGrants, "egress_grants"},
+		{tableEvents, "events"},
 	} {
 		if err := writeTable(bw, s.txn, table.name, table.key); err != nil {
 			return err
@@ -165,6 +170,13 @@ func buildDB(doc *snapshotDoc) (*memdb.MemDB, error) {
 		if err := txn.Insert(tableEgressGrants, g); err != nil {
 			return nil, fmt.Errorf("insert egress grant %s: %w", g.Subject, err)
 		}
+	}
+	meta.EventsDroppedThrough = doc.EventsDroppedThrough
+	for _, e := range doc.Events {
+		if err := txn.Insert(tableEvents, e); err != nil {
+			return nil, fmt.Errorf("insert event %s: %w", e.Key, err)
+		}
+		meta.Events++
 	}
 	if err := txn.Insert(tableMeta, &meta); err != nil {
 		return nil, fmt.Errorf("insert meta: %w", err)

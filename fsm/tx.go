@@ -33,6 +33,7 @@ func (t *tx) abort() { t.txn.Abort() }
 // commit advances the applied index and makes the writes visible to
 // readers; it returns what the transaction changed, for the change feed.
 func (t *tx) commit() memdb.Changes {
+	t.recordEvents(t.txn.Changes())
 	t.meta.Key = singletonKey
 	t.meta.AppliedIndex = t.index
 	m := t.meta

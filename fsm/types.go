@@ -63,6 +63,9 @@ type Sandbox struct {
 	// Pool is true for sandboxes the warmer created ahead of demand.
 	Pool       bool   `json:"pool"`
 	FailReason string `json:"fail_reason,omitempty"`
+	// EndReason says why a sandbox was released when it was not its
+	// owner's call (a lifetime or idle timeout): events report it.
+	EndReason string `json:"end_reason,omitempty"`
 
 	CreatedAt    time.Time `json:"created_at"`
 	AcquiredAt   time.Time `json:"acquired_at,omitempty"`
