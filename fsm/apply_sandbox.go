@@ -196,6 +196,8 @@ func acquiredResources(c *SandboxAcquire, idle *Sandbox, pool PoolConfig) Resour
 // claim gives s to the acquiring owner with the requested timeouts.
 func claim(s *Sandbox, c *SandboxAcquire) {
 	s.Owner = c.Owner
+	s.Metadata = cloneStrings(c.Metadata)
+	s.Env = cloneStrings(c.Env)
 	s.IdleTimeout = c.IdleTimeout
 	if c.Lifetime > 0 {
 		s.ExpiresAt = c.Now.Add(c.Lifetime)

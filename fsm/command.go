@@ -126,6 +126,10 @@ type SandboxAcquire struct {
 	Role        string        `json:"role,omitempty"`
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	Lifetime    time.Duration `json:"lifetime,omitempty"`
+	// Metadata and Env are the caller's, kept with the sandbox (bounded by
+	// the API); Env is applied to every process started in it.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
 }
 
 // SandboxRelease gives a sandbox back; it is destroyed, never reused. Owner
@@ -264,6 +268,12 @@ func newCommand(t CommandType) Command {
 		return &SandboxResumed{}
 	case TypeEgressGrantSet:
 		return &EgressGrantSet{}
+	case TypeSandboxSetTimeout:
+		return &SandboxSetTimeout{}
+	case TypeSandboxPause:
+		return &SandboxPause{}
+	case TypeSandboxResume:
+		return &SandboxResume{}
 	}
 	return nil
 }

@@ -179,6 +179,10 @@ var appliers = map[CommandType]func(*tx, Command) *Response{
 	TypeSandboxMoved:   handler(applySandboxMoved),
 	TypeSandboxResumed: handler(applySandboxResumed),
 	TypeEgressGrantSet: handler(applyEgressGrantSet),
+
+	TypeSandboxSetTimeout: handler(applySandboxSetTimeout),
+	TypeSandboxPause:      handler(applySandboxPause),
+	TypeSandboxResume:     handler(applySandboxResume),
 }
 
 func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {

@@ -63,6 +63,11 @@ type Sandbox struct {
 	// Pool is true for sandboxes the warmer created ahead of demand.
 	Pool       bool   `json:"pool"`
 	FailReason string `json:"fail_reason,omitempty"`
+	// Metadata is the owner's labels; Env is applied to every process
+	// started in the sandbox. A sandbox is never reused across owners, so
+	// neither outlives its owner's claim.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
 	// EndReason says why a sandbox was released when it was not its
 	// owner's call (a lifetime or idle timeout): events report it.
 	EndReason string `json:"end_reason,omitempty"`
@@ -105,6 +110,8 @@ func (s *Sandbox) Copy() *Sandbox {
 	}
 	c := *s
 	c.EgressAllow = slices.Clone(s.EgressAllow)
+	c.Metadata = cloneStrings(s.Metadata)
+	c.Env = cloneStrings(s.Env)
 	return &c
 }
 

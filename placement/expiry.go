@@ -12,9 +12,9 @@ import (
 // changes (activity moves an idle deadline), and checked against the state
 // when it fires, so an early or repeated timer costs a read and nothing else.
 
-// enforceLifetime releases an owned sandbox past its lifetime or idle
-// timeout, or sets a timer for the earlier of the two. Session sandboxes
-// expire through their session.
+// enforceLifetime releases an owned sandbox past its lifetime or (while
+// active) its idle timeout, or sets a timer for the earlier of the two.
+// Session sandboxes expire through their session.
 func (r *Reconciler) enforceLifetime(ctx context.Context, sb *fsm.Sandbox) {
 	if sb.Owner == "" || sb.SessionID != "" {
 		return
@@ -23,7 +23,8 @@ func (r *Reconciler) enforceLifetime(ctx context.Context, sb *fsm.Sandbox) {
 	if !sb.ExpiresAt.IsZero() {
 		deadlines = append(deadlines, deadline{sb.ExpiresAt, "lifetime expired"})
 	}
-	if sb.IdleTimeout > 0 {
+	// A paused sandbox is not idle: only its lifetime runs on.
+	if sb.IdleTimeout > 0 && sb.State == fsm.StateActive {
 		deadlines = append(deadlines, deadline{sb.LastActiveAt.Add(sb.IdleTimeout), "idle timeout"})
 	}
 	reason, wait := r.due(deadlines)

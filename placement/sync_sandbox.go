@@ -36,7 +36,10 @@ func (r *Reconciler) syncSandbox(ctx context.Context, id string) error {
 	case fsm.StateFailed:
 		return r.reapFailed(ctx, sb)
 	case fsm.StatePaused:
-		return r.ensurePaused(ctx, sb, true)
+		if err := r.ensurePaused(ctx, sb, true); err != nil {
+			return err
+		}
+		r.enforceLifetime(ctx, sb)
 	case fsm.StateResuming:
 		return r.resume(ctx, sb)
 	case fsm.StateActive:
@@ -253,11 +256,9 @@ func (r *Reconciler) ensurePaused(ctx context.Context, sb *fsm.Sandbox, want boo
 // resumed (its sandbox never stopped running), instead of a state that says
 // paused over a running sandbox and a pause retried forever.
 func (r *Reconciler) refusePause(ctx context.Context, sb *fsm.Sandbox, err error) {
-	if sb.SessionID == "" {
-		return
-	}
-	r.log.Warn("pause refused; resuming the session", "sandbox.id", sb.ID, "session.id", sb.SessionID, "err", err)
-	cmd := &fsm.SessionResume{ID: sb.SessionID, Admin: true}
+	r.log.Warn("pause refused; resuming", "sandbox.id", sb.ID, "session.id", sb.SessionID, "err", err)
+	// SandboxResume moves the session too, when there is one.
+	cmd := &fsm.SandboxResume{ID: sb.ID, Admin: true}
 	r.submit(ctx, withID(cmd, requestID("unpause", sb.ID, fmt.Sprint(sb.ModifyIndex))))
 }
 
