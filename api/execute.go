@@ -142,7 +142,7 @@ func (s *Server) runnableSandbox(r *http.Request, id string) (*fsm.Sandbox, erro
 	case fsm.StateActive:
 		return sb, nil
 	case fsm.StatePaused:
-		return nil, errConflict("sandbox is paused; resume its session first")
+		return nil, errConflict("sandbox is paused; resume it first (POST /api/v1/sandbox/{id}/resume or its session's resume)")
 	}
 	return nil, errConflict("sandbox is %s, not active", sb.State)
 }
@@ -162,6 +162,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	req.Env = sandboxEnv(sb, req.Env)
 	ctx, cancel := execContext(r.Context(), req)
 	defer cancel()
 	start := time.Now()
@@ -186,6 +187,7 @@ func (s *Server) handleExecuteStream(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	req.Env = sandboxEnv(sb, req.Env)
 	ctx, cancel := execContext(r.Context(), req)
 	defer cancel()
 	rc := http.NewResponseController(w)

@@ -65,6 +65,11 @@ func (s *Server) routes() http.Handler {
 					r.Method(http.MethodPost, "/release", handlerFunc(s.handleRelease))
 					r.Method(http.MethodGet, "/stats", handlerFunc(s.handleStats))
 					r.Method(http.MethodGet, "/{sandbox_id}", handlerFunc(s.handleGetSandbox))
+					// One lifecycle for every sandbox (lifecycle.go).
+					r.Method(http.MethodPost, "/{sandbox_id}/timeout", handlerFunc(s.handleSetTimeout))
+					r.Method(http.MethodPost, "/{sandbox_id}/pause", handlerFunc(s.handlePauseSandbox))
+					r.Method(http.MethodPost, "/{sandbox_id}/resume", s.withDeadline(s.placementBudget, handlerFunc(s.handleResumeSandbox)))
+					r.Method(http.MethodPost, "/{sandbox_id}/connect", s.withDeadline(s.placementBudget, handlerFunc(s.handleResumeSandbox)))
 				})
 				r.Method(http.MethodGet, "/sandboxes", handlerFunc(s.handleListSandboxes))
 				r.Method(http.MethodGet, "/quota", handlerFunc(s.handleQuota))

@@ -11,11 +11,6 @@ import (
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
-type acquireRequest struct {
-	Image   string `json:"image"`
-	Network bool   `json:"network"`
-}
-
 // handleAcquire hands the caller a sandbox: an idle pool sandbox costs one
 // Raft apply; with none idle the FSM adds a pending one for the caller and
 // we wait (bounded) for the reconciler to place it.
@@ -25,13 +20,8 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req, true); err != nil {
 		return err
 	}
-	if req.Image == "" {
-		// Name the image rather than leave it to the replicated pool
-		// configuration: right after a cluster's first start the leader may
-		// not have written that yet. Both come from SANDBOX_IMAGE.
-		req.Image = s.cfg.DefaultImage
-	}
-	if err := s.checkImage(req.Image); err != nil {
+	template, err := s.acquireCommand(req, p)
+	if err != nil {
 		return err
 	}
 	reqID, err := requestIDFor(r, p, "acquire")
@@ -43,9 +33,9 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) error {
 		sb   *fsm.Sandbox
 	)
 	for attempt := 1; ; attempt++ {
-		cmd := &fsm.SandboxAcquire{Owner: p.User, Role: p.Role, NewID: newID(), Image: req.Image, Network: req.Network,
-			IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
-		if resp, err = s.apply(r.Context(), cmd, reqID); err != nil {
+		cmd := *template
+		cmd.NewID = newID()
+		if resp, err = s.apply(r.Context(), &cmd, reqID); err != nil {
 			return err
 		}
 		sb, err = s.waitActive(r.Context(), resp.Sandbox.ID, resp.Index)
@@ -148,19 +138,30 @@ func (s *Server) handleGetSandbox(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
+// handleListSandboxes lists the caller's sandboxes (an admin's: all), with
+// the filters and paging of listing.go.
 func (s *Server) handleListSandboxes(w http.ResponseWriter, r *http.Request) error {
 	p := principalFrom(r.Context())
+	lq, err := parseListQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
 	var list []*fsm.Sandbox
 	if p.admin() {
 		list = s.state.Sandboxes()
 	} else {
 		list = s.state.SandboxesByOwner(p.User)
 	}
-	out := make([]sandboxView, 0, len(list))
-	for _, sb := range list {
+	items, next := page(list, lq, func(sb *fsm.Sandbox) uint64 { return sb.CreateIndex }, lq.matchSandbox)
+	out := make([]sandboxView, 0, len(items))
+	for _, sb := range items {
 		out = append(out, viewSandbox(sb))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sandboxes": out})
+	body := map[string]any{"sandboxes": out}
+	if next != "" {
+		body["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

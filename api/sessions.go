@@ -147,19 +147,26 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) err
 
 func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) error {
 	p := principalFrom(r.Context())
+	lq, err := parseListQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
 	var list []*fsm.Session
 	if p.admin() {
 		list = s.state.Sessions()
 	} else {
 		list = s.state.SessionsByOwner(p.User)
 	}
-	out := make([]sessionView, 0, len(list))
-	for _, se := range list {
-		if se.State != fsm.SessionDeleted {
-			out = append(out, s.viewSession(se))
-		}
+	items, next := page(list, lq, func(se *fsm.Session) uint64 { return se.CreateIndex }, lq.matchSession)
+	out := make([]sessionView, 0, len(items))
+	for _, se := range items {
+		out = append(out, s.viewSession(se))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	body := map[string]any{"sessions": out}
+	if next != "" {
+		body["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
@@ -17,7 +19,16 @@ type sandboxView struct {
 	SessionID   string  `json:"session_id"`
 	CPUCount    float64 `json:"cpu_count"`
 	MemoryMB    int64   `json:"memory_mb"`
+	DiskMB      int64   `json:"disk_mb"`
 	CreatedAt   string  `json:"created_at"`
+	// ExpiresAt is the hard end of its life ("" for none); IdleTimeout
+	// releases it after that many seconds unused (0: never).
+	ExpiresAt   string            `json:"expires_at"`
+	IdleTimeout int64             `json:"idle_timeout"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	// EnvKeys names the variables every process gets; the values are not
+	// shown (they often carry credentials).
+	EnvKeys []string `json:"env_keys,omitempty"`
 }
 
 func viewSandbox(sb *fsm.Sandbox) sandboxView {
@@ -31,7 +42,12 @@ func viewSandbox(sb *fsm.Sandbox) sandboxView {
 		SessionID:   sb.SessionID,
 		CPUCount:    sb.Resources.CPUCount,
 		MemoryMB:    sb.Resources.MemoryMB,
+		DiskMB:      sb.Resources.DiskMB,
 		CreatedAt:   rfc3339(sb.CreatedAt),
+		ExpiresAt:   rfc3339(sb.ExpiresAt),
+		IdleTimeout: int64(sb.IdleTimeout / time.Second),
+		Metadata:    sb.Metadata,
+		EnvKeys:     slices.Sorted(maps.Keys(sb.Env)),
 	}
 }
 
