@@ -17,8 +17,11 @@ __version__ = "0.1.0"
 
 from ._transport import RetryPolicy
 from .client import Client
+from .events import Event
 from .errors import (
     AuthenticationError,
+    FileNotFoundError,
+    SandboxNotFoundError,
     ConflictError,
     ConnectionError,
     NotFoundError,
@@ -40,6 +43,9 @@ logging.getLogger("cloud_sandbox").addHandler(logging.NullHandler())
 __all__ = [
     "__version__",
     "AuthenticationError",
+    "Event",
+    "FileNotFoundError",
+    "SandboxNotFoundError",
     "Client",
     "ConflictError",
     "ConnectionError",

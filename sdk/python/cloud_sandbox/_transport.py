@@ -205,6 +205,8 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes, re
     if not message:
         message = reason or f"HTTP {status}"
     cls = errors.error_for_status(status)
+    if cls is errors.NotFoundError:
+        cls = errors.refine_not_found(path, message)
     kwargs: Dict[str, Any] = {"status": status, "code": code, "method": method, "path": path}
     if cls in (errors.RateLimitError, errors.ServiceUnavailableError):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"))

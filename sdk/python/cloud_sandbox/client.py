@@ -5,9 +5,12 @@ from __future__ import annotations
 import ssl
 import urllib.parse
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from . import _config, errors
+from . import events as _events
+from .events import Event
 from ._auth import TokenManager
 from ._transport import Response, RetryPolicy, StreamResponse, Transport
 from .models import PoolStats, SandboxInfo
@@ -123,22 +126,49 @@ class Client:
         """Returns the server's ``GET /health`` document (no authentication needed)."""
         return self._json("GET", "/health", auth=False)
 
-    def acquire(self, *, image: Optional[str] = None, network: Optional[bool] = None) -> "Sandbox":
+    def acquire(self, *, image: Optional[str] = None, network: Optional[bool] = None,
+                **options: Any) -> "Sandbox":
         """Acquires a sandbox from the pool; the returned Sandbox releases it on ``with`` exit.
 
-        The request carries one idempotency key across its retries, so a retry
-        after a lost response returns the same sandbox instead of a second one.
+        ``options`` are those of :meth:`Sandbox.create`: ``template``, ``cpu_count``,
+        ``memory_mb``, ``disk_mb``, ``timeout`` (the sandbox's lifetime in seconds),
+        ``idle_timeout``, ``metadata`` and ``envs``. The request carries one
+        idempotency key across its retries, so a retry after a lost response
+        returns the same sandbox instead of a second one.
         """
         from .sandbox import Sandbox
 
-        return Sandbox(self, self._acquire(image=image, network=network), release_on_exit=True)
+        return Sandbox(self, self._acquire(image=image, network=network, **options), release_on_exit=True)
 
-    def _acquire(self, *, image: Optional[str] = None, network: Optional[bool] = None) -> SandboxInfo:
+    def _acquire(
+        self,
+        *,
+        image: Optional[str] = None,
+        network: Optional[bool] = None,
+        template: Optional[str] = None,
+        cpu_count: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_mb: Optional[int] = None,
+        timeout: Optional[int] = None,
+        idle_timeout: Optional[int] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        envs: Optional[Mapping[str, str]] = None,
+    ) -> SandboxInfo:
         body: Dict[str, Any] = {}
         if image:
             body["image"] = image
+        if template:
+            body["template"] = template
         if network is not None:
             body["network"] = network
+        for key, value in (("cpu_count", cpu_count), ("memory_mb", memory_mb), ("disk_mb", disk_mb),
+                           ("timeout", timeout), ("idle_timeout", idle_timeout)):
+            if value is not None:
+                body[key] = value
+        if metadata:
+            body["metadata"] = dict(metadata)
+        if envs:
+            body["env"] = dict(envs)
         doc = self._json("POST", "/api/v1/sandbox/acquire", json_body=body,
                          idempotency_key=new_idempotency_key(),
                          timeout=max(self.timeout, _config.PLACEMENT_TIMEOUT))
@@ -154,10 +184,71 @@ class Client:
         """Returns one sandbox; NotFoundError for an unknown id or another user's."""
         return SandboxInfo.from_json(self._json("GET", f"/api/v1/sandbox/{_seg(sandbox_id)}"))
 
-    def list_sandboxes(self) -> List[SandboxInfo]:
-        """Returns the caller's sandboxes (an admin sees everyone's)."""
-        doc = self._json("GET", "/api/v1/sandboxes")
-        return [SandboxInfo.from_json(d) for d in doc.get("sandboxes") or [] if isinstance(d, dict)]
+    def list_sandboxes(self, **query: Any) -> List[SandboxInfo]:
+        """Returns the caller's sandboxes (an admin sees everyone's), every page of them.
+
+        Filters (all optional): ``state``, ``image``, ``metadata`` (a dict; every pair
+        must match), ``created_after``, ``created_before`` (datetimes or RFC 3339).
+        """
+        out: List[SandboxInfo] = []
+        token: Optional[str] = None
+        while True:
+            items, token = self.sandboxes_page(page_token=token, **query)
+            out.extend(items)
+            if not token:
+                return out
+
+    def sandboxes_page(
+        self,
+        *,
+        state: Optional[str] = None,
+        image: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        created_after: Any = None,
+        created_before: Any = None,
+        limit: Optional[int] = None,
+        page_token: Optional[str] = None,
+    ) -> Tuple[List[SandboxInfo], Optional[str]]:
+        """Returns one page of sandboxes in creation order and the next page's token (None on the last)."""
+        q: Dict[str, Any] = {"state": state, "image": image, "limit": limit, "page_token": page_token,
+                             "created_after": _rfc3339(created_after), "created_before": _rfc3339(created_before)}
+        for k, v in (metadata or {}).items():
+            q[f"metadata.{k}"] = v
+        doc = self._json("GET", "/api/v1/sandboxes", query=q)
+        items = [SandboxInfo.from_json(d) for d in doc.get("sandboxes") or [] if isinstance(d, dict)]
+        token = doc.get("next_page_token")
+        return items, token if isinstance(token, str) and token else None
+
+    def set_timeout(self, sandbox_id: str, timeout: int) -> SandboxInfo:
+        """Gives a sandbox a new lifetime: it ends ``timeout`` seconds from now."""
+        return SandboxInfo.from_json(self._json("POST", f"/api/v1/sandbox/{_seg(sandbox_id)}/timeout",
+                                                json_body={"timeout": int(timeout)}))
+
+    def pause(self, sandbox_id: str) -> SandboxInfo:
+        """Pauses a sandbox (Docker keeps its processes and memory; Nomad saves its files)."""
+        return SandboxInfo.from_json(self._json("POST", f"/api/v1/sandbox/{_seg(sandbox_id)}/pause",
+                                                resend_safe=True))
+
+    def resume(self, sandbox_id: str) -> SandboxInfo:
+        """Resumes a paused sandbox and returns once it runs (a running one is returned as is)."""
+        return SandboxInfo.from_json(self._json("POST", f"/api/v1/sandbox/{_seg(sandbox_id)}/resume",
+                                                resend_safe=True, timeout=max(self.timeout, _config.PLACEMENT_TIMEOUT)))
+
+    def connect(self, sandbox_id: str) -> SandboxInfo:
+        """Checks that the sandbox exists and is the caller's, resuming it if paused."""
+        return SandboxInfo.from_json(self._json("POST", f"/api/v1/sandbox/{_seg(sandbox_id)}/connect",
+                                                resend_safe=True, timeout=max(self.timeout, _config.PLACEMENT_TIMEOUT)))
+
+    def events(self, *, since: Optional[str] = None, sandbox_id: Optional[str] = None,
+               types: Optional[Iterable[str]] = None, follow: bool = True) -> Iterator[Event]:
+        """Iterates over lifecycle events (created, placed, active, paused, resumed, moved,
+        released, timed_out, failed, removed) of the caller's sandboxes, in order.
+
+        ``since`` is an event id to resume after (``"0"``: the oldest kept; None: from now).
+        With ``follow`` (the default) it waits for new events and reconnects, without losing
+        or repeating one, when the connection drops; without, it stops once caught up.
+        """
+        return _events.iterate(self, since=since, sandbox_id=sandbox_id, types=types, follow=follow)
 
     def release(self, sandbox_id: str) -> None:
         """Gives a sandbox back; it is destroyed, never reused by another user."""
@@ -182,6 +273,17 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, user_id={self._user_id!r})"
+
+
+def _rfc3339(value: Any) -> Optional[str]:
+    """Formats a datetime for a query (a string is passed as is)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("created_after/created_before need a timezone-aware datetime")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise TypeError(f"expected a datetime or an RFC 3339 string, got {type(value).__name__}")
 
 
 def _seg(value: str) -> str:

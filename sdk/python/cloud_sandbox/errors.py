@@ -72,6 +72,23 @@ class NotFoundError(SandboxError):
     """Unknown id, path, or another user's resource (HTTP 404)."""
 
 
+class SandboxNotFoundError(NotFoundError):
+    """The sandbox does not exist, or is another user's (HTTP 404 naming a sandbox)."""
+
+
+class FileNotFoundError(NotFoundError, builtins.FileNotFoundError):  # noqa: A001 - deliberate
+    """A path inside the sandbox does not exist (HTTP 404 from a file operation)."""
+
+
+def refine_not_found(path: str, message: str) -> type:
+    """Tells a missing sandbox from a missing file by what the server named."""
+    if message.startswith("sandbox "):
+        return SandboxNotFoundError
+    if path.split("?", 1)[0].startswith("/api/v1/files"):
+        return FileNotFoundError
+    return NotFoundError
+
+
 class ConflictError(SandboxError):
     """Invalid lifecycle transition (HTTP 409), e.g. executing in a paused sandbox."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -166,11 +166,21 @@ class SandboxInfo:
     cpu_count: float = 0.0
     memory_mb: int = 0
     created_at: Optional[datetime] = None
+    disk_mb: int = 0
+    #: The hard end of the sandbox's life (None: no end).
+    expires_at: Optional[datetime] = None
+    #: Seconds unused before it is released (0: never).
+    idle_timeout: int = 0
+    metadata: Dict[str, str] = field(default_factory=dict)
+    #: Names of the variables every process gets (values are never shown).
+    env_keys: List[str] = field(default_factory=list)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "SandboxInfo":
         """Builds a SandboxInfo from the server's sandbox object."""
+        md = d.get("metadata")
+        keys = d.get("env_keys")
         return cls(
             sandbox_id=_s(d, "sandbox_id"),
             status=_s(d, "status"),
@@ -182,6 +192,11 @@ class SandboxInfo:
             cpu_count=_f(d, "cpu_count"),
             memory_mb=_i(d, "memory_mb"),
             created_at=parse_time(d.get("created_at")),
+            disk_mb=_i(d, "disk_mb"),
+            expires_at=parse_time(d.get("expires_at")),
+            idle_timeout=_i(d, "idle_timeout"),
+            metadata={str(k): str(v) for k, v in md.items()} if isinstance(md, dict) else {},
+            env_keys=[str(k) for k in keys] if isinstance(keys, list) else [],
             raw=dict(d),
         )
 

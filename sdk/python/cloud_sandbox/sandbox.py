@@ -6,11 +6,12 @@ import logging
 import socket
 import tarfile
 import threading
-from typing import Any, List, Literal, Mapping, Optional, Union, overload
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Union, overload
 
 from . import _archive, _exec, errors
 from ._exec import Command, OutputCallback
 from .client import Client
+from .events import Event
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
 
 
@@ -69,11 +70,26 @@ class Sandbox:
         api_key: Optional[str] = None,
         token: Optional[str] = None,
         image: Optional[str] = None,
+        template: Optional[str] = None,
         network: Optional[bool] = None,
-        timeout: Optional[float] = None,
+        timeout: Optional[int] = None,
+        idle_timeout: Optional[int] = None,
+        cpu_count: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_mb: Optional[int] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        envs: Optional[Mapping[str, str]] = None,
+        request_timeout: Optional[float] = None,
         client: Optional[Client] = None,
     ) -> "Sandbox":
         """Gets a token and acquires a sandbox; closing the Sandbox releases it.
+
+        ``timeout`` is the sandbox's lifetime in seconds, as E2B's SDK has it (the
+        server's default when None; :meth:`set_timeout` changes it later);
+        ``idle_timeout`` releases it after that many seconds unused. ``metadata``
+        is kept with the sandbox (``Sandbox.list(metadata=...)`` finds it) and
+        ``envs`` reaches every process started in it. ``request_timeout`` bounds
+        each HTTP request.
 
         Pass ``client`` to share one :class:`Client` (its credentials are used);
         otherwise a client is made from the arguments and the environment
@@ -82,9 +98,11 @@ class Sandbox:
         """
         owns = client is None
         if client is None:
-            client = Client(base_url, user_id, api_key=api_key, token=token, timeout=timeout)
+            client = Client(base_url, user_id, api_key=api_key, token=token, timeout=request_timeout)
         try:
-            info = client._acquire(image=image, network=network)
+            info = client._acquire(image=image, template=template, network=network, timeout=timeout,
+                                   idle_timeout=idle_timeout, cpu_count=cpu_count, memory_mb=memory_mb,
+                                   disk_mb=disk_mb, metadata=metadata, envs=envs)
         except BaseException:
             if owns:
                 client.close()
@@ -102,11 +120,47 @@ class Sandbox:
         api_key: Optional[str] = None,
         token: Optional[str] = None,
     ) -> "Sandbox":
-        """Binds to an existing sandbox by id; closing it releases nothing."""
+        """Binds to an existing sandbox by id, resuming it if it is paused; closing it releases nothing.
+
+        Raises :class:`SandboxNotFoundError` for an unknown id or another user's.
+        """
         owns = client is None
         if client is None:
             client = Client(base_url, user_id, api_key=api_key, token=token)
-        return cls(client, SandboxInfo(sandbox_id=sandbox_id, status=""), owns_client=owns)
+        try:
+            info = client.connect(sandbox_id)
+        except BaseException:
+            if owns:
+                client.close()
+            raise
+        return cls(client, info, owns_client=owns)
+
+    @classmethod
+    def list(
+        cls,
+        *,
+        client: Optional[Client] = None,
+        state: Optional[str] = None,
+        image: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        created_after: Any = None,
+        created_before: Any = None,
+        limit: Optional[int] = None,
+        base_url: Optional[str] = None,
+        user_id: Optional[str] = None,
+        api_key: Optional[str] = None,
+        token: Optional[str] = None,
+    ) -> "SandboxPaginator":
+        """Lists the caller's sandboxes, filtered, a page of ``limit`` at a time.
+
+        Iterate over the result for every match, or call ``next_items()`` while
+        ``has_next`` for one page at a time (as E2B's paginator does).
+        """
+        if client is None:
+            client = Client(base_url, user_id, api_key=api_key, token=token)
+        query = {"state": state, "image": image, "metadata": metadata, "created_after": created_after,
+                 "created_before": created_before, "limit": limit}
+        return SandboxPaginator(client, query)
 
     @classmethod
     def from_session(
@@ -152,6 +206,29 @@ class Sandbox:
         """Fetches the sandbox's current state from the server."""
         self._info = self._client.get_sandbox(self.sandbox_id)
         return self._info
+
+    def get_info(self) -> SandboxInfo:
+        """Fetches the sandbox's current state (E2B's name for :meth:`info`)."""
+        return self.info()
+
+    def set_timeout(self, timeout: int) -> SandboxInfo:
+        """Ends the sandbox ``timeout`` seconds from now (extending or shortening its life)."""
+        self._info = self._client.set_timeout(self.sandbox_id, timeout)
+        return self._info
+
+    def pause(self) -> SandboxInfo:
+        """Pauses the sandbox; :meth:`resume` or :meth:`connect` brings it back."""
+        self._info = self._client.pause(self.sandbox_id)
+        return self._info
+
+    def resume(self) -> SandboxInfo:
+        """Resumes the sandbox and returns once it runs."""
+        self._info = self._client.resume(self.sandbox_id)
+        return self._info
+
+    def events(self, *, since: Optional[str] = None, follow: bool = True) -> Iterator[Event]:
+        """Iterates over this sandbox's lifecycle events (see :meth:`Client.events`)."""
+        return self._client.events(since=since, sandbox_id=self.sandbox_id, follow=follow)
 
     def stats(self) -> PoolStats:
         """Returns the pool's counts by status (the same for every sandbox of the server)."""
@@ -327,3 +404,30 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox(sandbox_id={self.sandbox_id!r}, base_url={self._client.base_url!r})"
+
+
+class SandboxPaginator:
+    """Pages of :meth:`Sandbox.list`: iterate for every sandbox, or page by hand."""
+
+    def __init__(self, client: Client, query: Dict[str, Any]) -> None:
+        self._client = client
+        self._query = query
+        self._token: Optional[str] = None
+        self._started = False
+
+    @property
+    def has_next(self) -> bool:
+        """True until the last page was read."""
+        return not self._started or self._token is not None
+
+    def next_items(self) -> List[SandboxInfo]:
+        """Returns the next page (empty once there is none)."""
+        if not self.has_next:
+            return []
+        items, self._token = self._client.sandboxes_page(page_token=self._token, **self._query)
+        self._started = True
+        return items
+
+    def __iter__(self) -> Iterator[SandboxInfo]:
+        while self.has_next:
+            yield from self.next_items()

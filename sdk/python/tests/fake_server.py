@@ -330,6 +330,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"total": len(fake.sandboxes), "idle": 2, "active": active, "pending": 0,
                              "paused": 0, "terminating": 0, "failed": 0, "min_size": 2, "max_size": 10,
                              "image": "python:3.11-slim"}
+            if m == "POST" and path.startswith("/api/v1/sandbox/") and path.endswith(("/connect", "/resume", "/pause")):
+                parts = path.split("/")
+                sb = self._sandbox(user, parts[-2])
+                if sb is None:
+                    return _err(404, f"sandbox {parts[-2]} not found", "not_found")
+                sb["status"] = "paused" if parts[-1] == "pause" else "active"
+                return 200, dict(sb)
             if m == "GET" and path.startswith("/api/v1/sandbox/"):
                 sb = self._sandbox(user, path.rsplit("/", 1)[1])
                 return (200, dict(sb)) if sb else _err(404, "sandbox not found", "not_found")

@@ -254,6 +254,79 @@ class SandboxTest(unittest.TestCase):
         self.assertGreaterEqual(stats.total, stats.active)
 
 
+class UnifiedLifecycleTest(unittest.TestCase):
+    """Issue 14: every sandbox takes options, a new timeout, pause/resume/connect; lists page; events."""
+
+    def test_create_with_options_then_timeout_pause_connect(self) -> None:
+        with _client("dora") as c:
+            with Sandbox.create(client=c, timeout=600, idle_timeout=300, cpu_count=1, memory_mb=256,
+                                metadata={"run": RUN, "kind": "opts"}, envs={"GREETING": "hi"}) as sb:
+                info = sb.get_info()
+                self.assertEqual(info.metadata, {"run": RUN, "kind": "opts"})
+                self.assertEqual(info.env_keys, ["GREETING"])
+                self.assertEqual(info.idle_timeout, 300)
+                self.assertIsNotNone(info.expires_at)
+                left = info.expires_at.timestamp() - time.time()
+                self.assertTrue(500 < left <= 601, f"lifetime left {left:.0f}s, want about 600")
+                self.assertEqual(sb.run_command("echo $GREETING").stdout, "hi\n")
+
+                later = sb.set_timeout(3600)
+                self.assertGreater(later.expires_at.timestamp() - info.expires_at.timestamp(), 2900)
+
+                self.assertEqual(sb.pause().status, "paused")
+                with self.assertRaises(cs.ConflictError):
+                    sb.run_command("true")
+                again = Sandbox.connect(sb.sandbox_id, client=c)
+                self.assertEqual(again.get_info().status, "active")
+                self.assertEqual(again.run_command("echo back").stdout, "back\n")
+
+    def test_list_filters_by_metadata_and_pages(self) -> None:
+        with _client("erin") as c:
+            made = []
+            for i in range(3):
+                sb = Sandbox.create(client=c, metadata={"run": RUN, "kind": "list", "i": str(i)})
+                self.addCleanup(sb.close)
+                made.append(sb.sandbox_id)
+            pages = Sandbox.list(client=c, metadata={"run": RUN, "kind": "list"}, limit=2)
+            first = pages.next_items()
+            self.assertEqual(len(first), 2)
+            self.assertTrue(pages.has_next)
+            second = pages.next_items()
+            self.assertFalse(pages.has_next)
+            # In creation order: a pool sandbox was made before it was handed out.
+            listed = [s.sandbox_id for s in first + second]
+            self.assertEqual(sorted(listed), sorted(made))
+            self.assertEqual(len(set(listed)), 3)
+            self.assertEqual([s.sandbox_id for s in Sandbox.list(client=c, metadata={"run": RUN, "i": "1"})], [made[1]])
+            self.assertEqual(list(Sandbox.list(client=c, metadata={"run": "nobody"})), [])
+
+    def test_events_tell_a_sandbox_life_and_resume_after_an_id(self) -> None:
+        with _client("fred") as c:
+            sb = Sandbox.create(client=c)
+            sid = sb.sandbox_id
+            sb.release()
+            sb.close()
+            events = list(c.events(since="0", sandbox_id=sid, follow=False))
+            types = [e.type for e in events]
+            self.assertIn(types[0], ("active", "created"), types)
+            self.assertIn("released", types)
+            self.assertTrue(all(e.sandbox_id == sid for e in events))
+            rest = list(c.events(since=events[0].id, sandbox_id=sid, follow=False))
+            self.assertEqual([e.id for e in rest], [e.id for e in events[1:]])
+            with _client("mallory") as m:
+                self.assertEqual(list(m.events(since="0", sandbox_id=sid, follow=False)), [])
+
+    def test_missing_sandbox_and_missing_file_are_told_apart(self) -> None:
+        with _client("gus") as c:
+            with self.assertRaises(cs.SandboxNotFoundError):
+                Sandbox.connect("00000000deadbeef", client=c)
+            with Sandbox.create(client=c) as sb:
+                with self.assertRaises(cs.FileNotFoundError) as cm:
+                    sb.read_file("/workspace/nothing-here")
+                self.assertIsInstance(cm.exception, FileNotFoundError)  # the built-in too
+                self.assertIsInstance(cm.exception, cs.NotFoundError)
+
+
 class SessionTest(unittest.TestCase):
     def test_create_pause_resume_delete(self) -> None:
         with _client("carol") as c:

@@ -239,3 +239,30 @@ class SessionsTest(FakeServerTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LifecycleUnitTest(FakeServerTest):
+    """Against the in-process fake: connect checks the id, errors are typed."""
+
+    def test_connect_to_unknown_sandbox_is_sandbox_not_found(self) -> None:
+        with self.assertRaises(cs.SandboxNotFoundError):
+            Sandbox.connect("0123456789abcdef", client=self.client())
+
+    def test_connect_resumes_a_paused_sandbox(self) -> None:
+        c = self.client()
+        with c.acquire() as owner:
+            self.assertEqual(owner.pause().status, "paused")
+            with Sandbox.connect(owner.sandbox_id, client=c) as sb:
+                self.assertEqual(sb.info().status, "active")
+
+
+class EventParsingTest(unittest.TestCase):
+    def test_parse_sse_groups_fields_and_skips_comments(self) -> None:
+        from cloud_sandbox.events import parse_sse
+
+        lines = [b"retry: 1000", b": stream open", b"id: 7-0", b"event: created",
+                 b'data: {"id":"7-0","type":"created","sandbox_id":"a"}', b": keepalive",
+                 b"event: gap", b'data: {"after":"1-0"}', b"id: 8-1", b"event: placed", b"data: {}"]
+        got = list(parse_sse(lines))
+        self.assertEqual([(e.get("id"), e.get("event")) for e in got],
+                         [("7-0", "created"), (None, "gap"), ("8-1", "placed")])
