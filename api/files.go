@@ -85,6 +85,9 @@ func (s *Server) handleWriteContent(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	if err := s.boundUpload(w, r, sb); err != nil {
+		return err
+	}
 	n, err := s.agents.get(sb).WriteFile(r.Context(), p, r.Body, fileMode)
 	if err != nil {
 		return agentFailure(err)
@@ -98,14 +101,22 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	files, err := s.agents.get(sb).ListFiles(r.Context(), p)
+	depth, limit, err := listQuery(r)
+	if err != nil {
+		return err
+	}
+	a, err := s.fileOps(sb)
+	if err != nil {
+		return err
+	}
+	res, err := a.Walk(r.Context(), p, depth, limit)
 	if err != nil {
 		return agentFailure(err)
 	}
-	if files == nil {
-		files = []agent.FileInfo{}
+	if res.Entries == nil {
+		res.Entries = []agent.FileInfo{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"path": p, "files": files})
+	writeJSON(w, http.StatusOK, map[string]any{"path": p, "files": res.Entries, "truncated": res.Truncated})
 	return nil
 }
 
@@ -186,6 +197,9 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) error {
 	sb, p, err := s.queryTarget(r)
 	if err != nil {
+		return err
+	}
+	if err := s.boundUpload(w, r, sb); err != nil {
 		return err
 	}
 	n, err := s.agents.get(sb).Upload(r.Context(), p, r.Body)
