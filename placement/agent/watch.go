@@ -51,14 +51,24 @@ type watcher struct {
 	maxDirs   int
 	dirs      map[int]string // watch descriptor → directory path
 	root      int            // the root's watch descriptor
+	// scanned holds entries reported by the scan of a new directory
+	// (watchNew). An entry made after its directory's watch was added but
+	// before the scan is seen twice, by the scan and by the kernel: the
+	// kernel's create is dropped when it comes.
+	scanned map[string]struct{}
 }
+
+// maxScanned bounds scanned; past it the set is dropped, at worst
+// reporting a create twice.
+const maxScanned = 4096
 
 func newWatcher(root string, recursive bool, maxDirs int) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	w := &watcher{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, recursive: recursive, maxDirs: maxDirs, dirs: map[int]string{}}
+	w := &watcher{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, recursive: recursive, maxDirs: maxDirs,
+		dirs: map[int]string{}, scanned: map[string]struct{}{}}
 	wd, err := w.add(root)
 	if err != nil {
 		w.close()
@@ -150,6 +160,12 @@ func (w *watcher) read(buf []byte) (events []WatchEvent, done bool, err error) {
 		p := filepath.Join(dir, name)
 		isDir := mask&unix.IN_ISDIR != 0
 		ev := WatchEvent{Path: p, IsDir: isDir}
+		if _, ok := w.scanned[p]; ok {
+			delete(w.scanned, p)
+			if mask&unix.IN_CREATE != 0 {
+				continue // reported by the scan already
+			}
+		}
 		switch {
 		case mask&unix.IN_CREATE != 0:
 			ev.Type = WatchCreate
@@ -200,6 +216,10 @@ func (w *watcher) watchNew(dir string) []WatchEvent {
 	}
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if len(w.scanned) >= maxScanned {
+			clear(w.scanned)
+		}
+		w.scanned[p] = struct{}{}
 		out = append(out, WatchEvent{Type: WatchCreate, Path: p, IsDir: e.IsDir()})
 		if e.IsDir() {
 			out = append(out, w.watchNew(p)...)
