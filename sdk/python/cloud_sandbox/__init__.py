@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 from ._transport import RetryPolicy
 from .client import Client
+from .files import EntryInfo, EntryList, FileStream, FilesystemEvent, WatchHandle, WriteInfo
 from .errors import (
     AuthenticationError,
     ConflictError,
@@ -43,6 +44,10 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "EntryInfo",
+    "EntryList",
+    "FileStream",
+    "FilesystemEvent",
     "ExecutionResult",
     "FileInfo",
     "NotFoundError",
@@ -59,4 +64,6 @@ __all__ = [
     "Sessions",
     "TimeoutError",
     "ValidationError",
+    "WatchHandle",
+    "WriteInfo",
 ]

@@ -9,6 +9,7 @@ import threading
 from typing import Any, List, Literal, Mapping, Optional, Union, overload
 
 from . import _archive, _exec, errors
+from .files import Files
 from ._exec import Command, OutputCallback
 from .client import Client
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
@@ -57,6 +58,8 @@ class Sandbox:
         self._delete_session_on_exit = delete_session_on_exit
         self._closed = False
         self._close_lock = threading.Lock()
+        self.files = Files(self)
+        """Streamed file operations: read, write, list, exists, get_info, remove, rename, make_dir, watch_dir."""
 
     # --- construction ----------------------------------------------------------------
 
