@@ -165,6 +165,19 @@ class StreamResponse:
         if self._conn is not None and self._conn.sock is not None:
             self._conn.sock.settimeout(timeout)
 
+    def shutdown(self) -> None:
+        """Ends the connection from another thread: a read blocked on it returns at once.
+
+        (Closing would not wake it, and would wait for the lock the blocked read holds.)
+        """
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         """Drops the connection without reading the rest of the body."""
         if self._conn is not None:

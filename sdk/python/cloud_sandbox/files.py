@@ -179,8 +179,10 @@ class WatchHandle:
     def stop(self, timeout: float = 10.0) -> None:
         """Ends the watch: the server stops watching as soon as the connection closes."""
         self._stopped.set()
-        self._resp.abort()
-        self._thread.join(timeout)
+        # The reader thread drops the connection when its read returns.
+        self._resp.shutdown()
+        if threading.current_thread() is not self._thread:  # stop() called from on_event
+            self._thread.join(timeout)
 
     @property
     def running(self) -> bool:
