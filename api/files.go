@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -153,7 +152,7 @@ func (s *Server) handleReadContent(w http.ResponseWriter, r *http.Request) error
 	defer body.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.Copy(w, body) // a failure mid-body can only cut the stream
+	abortOnCut(w, body)
 	return nil
 }
 
@@ -190,7 +189,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	defer body.Close()
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.Copy(w, body)
+	abortOnCut(w, body)
 	return nil
 }
 

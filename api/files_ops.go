@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -201,4 +202,14 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 		_ = rc.Flush()
 	}
 	return nil
+}
+
+// abortOnCut copies a streamed answer whose status is already sent. If the
+// copy fails (the agent's stream broke), returning would end a chunked
+// answer cleanly and the client would take a cut file for a whole one:
+// aborting the handler breaks the connection instead, so it sees an error.
+func abortOnCut(w http.ResponseWriter, body io.Reader) {
+	if _, err := io.Copy(w, body); err != nil {
+		panic(http.ErrAbortHandler)
+	}
 }

@@ -56,6 +56,43 @@ func (p *prng) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// streamGet GETs route (path and query) into w.
+func (c *client) streamGet(ctx context.Context, route string, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+route, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return 0, fmt.Errorf("GET %s: status %d: %s", route, resp.StatusCode, raw)
+	}
+	return io.Copy(w, resp.Body)
+}
+
+// putStream PUTs body to route (path and query); size < 0 sends it chunked.
+func (c *client) putStream(ctx context.Context, route string, body io.Reader, size int64, ctype string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "PUT", c.base+route, io.NopCloser(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, raw, nil
+}
+
 // upload PUTs body to /files/content. size < 0 sends it chunked (no
 // declared length). It returns the status and the answer's body.
 func (c *client) upload(ctx context.Context, sandboxID, path string, body io.Reader, size int64) (int, []byte, error) {

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // handleStat describes one entry without following it.
@@ -18,6 +20,10 @@ func (s *Server) handleStat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fi, err := os.Lstat(p)
+	if errors.Is(err, syscall.ENOTDIR) {
+		// A file where a directory should be: nothing is at p (exists: false).
+		err = &os.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+	}
 	if err != nil {
 		s.writeError(w, fmt.Errorf("stat: %w", err))
 		return
