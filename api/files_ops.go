@@ -183,7 +183,14 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		if ev.Type != agent.WatchReady {
+		switch ev.Type {
+		case "": // the agent's heartbeat: pass it on, so idle clients and proxies see traffic
+			if _, err := w.Write([]byte("\n")); err != nil {
+				return err
+			}
+			return rc.Flush()
+		case agent.WatchReady:
+		default:
 			s.touches.mark(sb.ID) // a watched sandbox is in use
 		}
 		if err := enc.Encode(ev); err != nil {

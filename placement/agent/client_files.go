@@ -51,7 +51,8 @@ func (c *Client) Rename(ctx context.Context, from, to string) error {
 }
 
 // Watch streams a directory's changes to onEvent, the "ready" event first,
-// until ctx ends, onEvent returns an error, or the agent ends the stream.
+// and the zero WatchEvent for each heartbeat of an idle stream (so a proxy
+// can pass it on), until ctx ends, onEvent returns an error, or the agent ends the stream.
 // A stream the agent ends on its own (the directory was removed) returns
 // nil; ctx's error is returned when ctx ended it.
 func (c *Client) Watch(ctx context.Context, path string, recursive bool, onEvent func(WatchEvent) error) error {
@@ -65,12 +66,14 @@ func (c *Client) Watch(ctx context.Context, path string, recursive bool, onEvent
 	sc.Buffer(make([]byte, 4096), maxWatchLine)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if len(line) == 0 {
-			continue // heartbeat
-		}
-		var ev WatchEvent
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return fmt.Errorf("agent watch %s: bad event: %w", path, err)
+		var ev WatchEvent // an empty line is a heartbeat: the zero event
+		if len(line) > 0 {
+			if err := json.Unmarshal(line, &ev); err != nil {
+				return fmt.Errorf("agent watch %s: bad event: %w", path, err)
+			}
+			if ev.Type == "" {
+				return fmt.Errorf("agent watch %s: event without a type", path)
+			}
 		}
 		if err := onEvent(ev); err != nil {
 			return fmt.Errorf("agent watch %s: %w", path, err)
