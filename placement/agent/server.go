@@ -28,7 +28,8 @@ type Server struct {
 	mu      sync.Mutex
 	running map[int]struct{} // process groups of execs in flight
 
-	watchSlots *slots // watch streams in flight
+	watchSlots *slots        // watch streams in flight
+	closing    chan struct{} // closed when Shutdown starts: ends watch streams
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -44,6 +45,7 @@ func NewServer(cfg ServerConfig) *Server {
 		running: make(map[int]struct{}),
 	}
 	s.watchSlots = newSlots(cfg.MaxWatchStreams)
+	s.closing = make(chan struct{})
 	if cfg.ReapAll {
 		s.spawn = newReapAllSpawner(s.log)
 	} else {
@@ -72,6 +74,10 @@ func NewServer(cfg ServerConfig) *Server {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for handlers, and a watch stream lasts as long as
+	// its client likes: tell them to end.
+	var once sync.Once
+	s.http.RegisterOnShutdown(func() { once.Do(func() { close(s.closing) }) })
 	return s
 }
 

@@ -327,6 +327,9 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.closing:
+			send(WatchEvent{Type: WatchError, Path: p, Data: "the sandbox agent is shutting down"})
+			return
 		case <-tick.C:
 			if _, err := w.Write([]byte("\n")); err != nil || rc.Flush() != nil {
 				return

@@ -138,3 +138,29 @@ func TestWatchRecursiveBounded(t *testing.T) {
 	err := a.client.Watch(ctxT(t), a.workdir, true, func(WatchEvent) error { return nil })
 	wantAgentError(t, err, 422)
 }
+
+// TestWatchEndsAtShutdown: an agent that shuts down ends its watch streams
+// with an error event instead of waiting out its grace for them.
+func TestWatchEndsAtShutdown(t *testing.T) {
+	srv := NewServer(ServerConfig{Workdir: t.TempDir(), TempDir: t.TempDir()})
+	a := serveAgent(t, srv)
+	events, _, done := watchEvents(t, a.client, a.workdir, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	// The HTTP layer's shutdown (the test's cleanup runs the whole one).
+	if err := srv.http.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a watch open: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("shutdown took %v with a watch open", took)
+	}
+	if ev := nextEvent(t, events); ev.Type != WatchError {
+		t.Fatalf("last event %+v, want an error", ev)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("client's watch did not end after the agent shut down")
+	}
+}
