@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -158,8 +157,6 @@ func (c *client) sandboxSHA256(t testing.TB, sandboxID, path string) string {
 }
 
 func hexSum(h interface{ Sum([]byte) []byte }) string { return hex.EncodeToString(h.Sum(nil)) }
-
-var _ = sha256.New
 
 // rssSampler follows a process's resident memory (VmRSS, /proc) every few
 // milliseconds and keeps the largest value seen.
