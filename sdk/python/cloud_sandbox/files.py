@@ -9,6 +9,7 @@ of bytes as it reads it.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
@@ -122,9 +123,10 @@ class FileStream(io.RawIOBase):
         except socket.timeout as e:
             self._resp.abort()
             raise errors.TimeoutError(f"read {self._path}: timed out", method="GET", path=FILES_PATH + "/content") from e
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
+            # IncompleteRead: the server cut the stream (its source broke); the file is not whole.
             self._resp.abort()
-            raise errors.ConnectionError(f"read {self._path}: connection lost: {e}", method="GET",
+            raise errors.ConnectionError(f"read {self._path}: connection lost: {e!r}", method="GET",
                                          path=FILES_PATH + "/content") from e
 
     def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
