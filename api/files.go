@@ -145,12 +145,21 @@ func (s *Server) handleReadContent(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	body, err := s.agents.get(sb).ReadFile(r.Context(), p)
+	a, err := s.fileOps(sb)
+	if err != nil {
+		return err
+	}
+	body, size, err := a.OpenFile(r.Context(), p)
 	if err != nil {
 		return agentFailure(err)
 	}
 	defer body.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if size >= 0 {
+		// The length lets a client size its buffer or progress bar, and
+		// tell a cut answer from a whole one by itself.
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	abortOnCut(w, body)
 	return nil

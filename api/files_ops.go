@@ -17,6 +17,7 @@ import (
 // agent (*agent.Client). It is kept apart from sandboxAgent so that each
 // group of operations states its own needs.
 type fileOpsAgent interface {
+	OpenFile(ctx context.Context, path string) (io.ReadCloser, int64, error)
 	Stat(ctx context.Context, path string) (*agent.FileInfo, error)
 	Walk(ctx context.Context, path string, depth, limit int) (*agent.ListResult, error)
 	Rename(ctx context.Context, from, to string) error

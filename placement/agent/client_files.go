@@ -16,6 +16,17 @@ import (
 // PATH_MAX and a little JSON. A longer line is a broken or hostile agent.
 const maxWatchLine = 64 << 10
 
+// OpenFile streams a file's content like ReadFile and also returns its
+// size as the agent announced it (-1 when it did not), so a proxy can pass
+// the length on. The caller closes the reader.
+func (c *Client) OpenFile(ctx context.Context, path string) (io.ReadCloser, int64, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/files", url.Values{"path": {path}}, nil, "")
+	if err != nil {
+		return nil, 0, fmt.Errorf("agent read file %s: %w", path, err)
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
 // Stat describes one entry without following a final symlink.
 func (c *Client) Stat(ctx context.Context, path string) (*FileInfo, error) {
 	var fi FileInfo

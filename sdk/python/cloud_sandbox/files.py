@@ -113,6 +113,9 @@ class FileStream(io.RawIOBase):
         super().__init__()
         self._resp = resp
         self._path = path
+        length = resp.headers.get("Content-Length")
+        self.size: Optional[int] = int(length) if length and length.isdigit() else None
+        """The file's size in bytes when the server said it (it does for regular files)."""
 
     def readable(self) -> bool:
         return True

@@ -389,6 +389,7 @@ class FilesTest(unittest.TestCase):
         sb.files.write("/workspace/b.bin", io.BytesIO(blob))  # a seekable file object
         self.assertEqual(sb.files.read("/workspace/b.bin", format="bytes"), blob)
         with sb.files.read("/workspace/b.bin", format="stream") as stream:
+            self.assertEqual(stream.size, len(blob))
             chunks = list(stream)
         self.assertEqual(b"".join(chunks), blob)
         with sb.files.read("/workspace/b.bin", format="stream") as stream:
