@@ -71,7 +71,9 @@ type Config struct {
 	// ReadyTimeout bounds how long acquire and session create wait for a
 	// sandbox created on demand to become active.
 	ReadyTimeout time.Duration
-	// MaxBodyBytes bounds JSON bodies; MaxUploadBytes raw and tar uploads.
+	// MaxBodyBytes bounds JSON bodies. MaxUploadBytes bounds raw and tar
+	// uploads on top of the bound every upload has anyway, its sandbox's
+	// disk size; zero (the default) leaves the disk as the only bound.
 	MaxBodyBytes   int64
 	MaxUploadBytes int64
 	// MaxOutputBytes caps each of stdout and stderr of one execution.
@@ -136,7 +138,7 @@ func DefaultConfig() Config {
 		DefaultMemoryMB:    512,
 		ReadyTimeout:       60 * time.Second,
 		MaxBodyBytes:       10 << 20,
-		MaxUploadBytes:     100 << 20,
+		MaxUploadBytes:     0, // each sandbox's disk size
 		MaxOutputBytes:     1 << 20,
 		MaxExecTimeout:     300 * time.Second,
 		DefaultExecTimeout: 30 * time.Second,
@@ -295,8 +297,8 @@ func (c Config) Validate() error {
 		return errors.New("INDEX_WAIT_TIMEOUT must be positive")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("MAX_BODY_BYTES must be positive")
-	case c.MaxUploadBytes <= 0:
-		return errors.New("MAX_UPLOAD_BYTES must be positive")
+	case c.MaxUploadBytes < 0:
+		return errors.New("MAX_UPLOAD_BYTES must not be negative")
 	case c.MaxOutputBytes <= 0:
 		return errors.New("MAX_OUTPUT_BYTES must be positive")
 	case c.MaxExecTimeout < time.Second:

@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -85,6 +84,9 @@ func (s *Server) handleWriteContent(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	if err := s.boundUpload(w, r, sb); err != nil {
+		return err
+	}
 	n, err := s.agents.get(sb).WriteFile(r.Context(), p, r.Body, fileMode)
 	if err != nil {
 		return agentFailure(err)
@@ -98,14 +100,22 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	files, err := s.agents.get(sb).ListFiles(r.Context(), p)
+	depth, limit, err := fileListQuery(r)
+	if err != nil {
+		return err
+	}
+	a, err := s.fileOps(sb)
+	if err != nil {
+		return err
+	}
+	res, err := a.Walk(r.Context(), p, depth, limit)
 	if err != nil {
 		return agentFailure(err)
 	}
-	if files == nil {
-		files = []agent.FileInfo{}
+	if res.Entries == nil {
+		res.Entries = []agent.FileInfo{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"path": p, "files": files})
+	writeJSON(w, http.StatusOK, map[string]any{"path": p, "files": res.Entries, "truncated": res.Truncated})
 	return nil
 }
 
@@ -135,14 +145,23 @@ func (s *Server) handleReadContent(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	body, err := s.agents.get(sb).ReadFile(r.Context(), p)
+	a, err := s.fileOps(sb)
+	if err != nil {
+		return err
+	}
+	body, size, err := a.OpenFile(r.Context(), p)
 	if err != nil {
 		return agentFailure(err)
 	}
 	defer body.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if size >= 0 {
+		// The length lets a client size its buffer or progress bar, and
+		// tell a cut answer from a whole one by itself.
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.Copy(w, body) // a failure mid-body can only cut the stream
+	abortOnCut(w, body)
 	return nil
 }
 
@@ -179,13 +198,16 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	defer body.Close()
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.Copy(w, body)
+	abortOnCut(w, body)
 	return nil
 }
 
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) error {
 	sb, p, err := s.queryTarget(r)
 	if err != nil {
+		return err
+	}
+	if err := s.boundUpload(w, r, sb); err != nil {
 		return err
 	}
 	n, err := s.agents.get(sb).Upload(r.Context(), p, r.Body)

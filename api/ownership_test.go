@@ -43,6 +43,10 @@ func TestOtherUsersResourcesAre404(t *testing.T) {
 			{"POST", "/api/v1/files/mkdir", map[string]any{"sandbox_id": sbid, "path": e.path("d")}},
 			{"GET", "/api/v1/files/archive" + q, nil},
 			{"PUT", "/api/v1/files/archive" + q, "tar"},
+			{"GET", "/api/v1/files/stat" + q, nil},
+			{"GET", "/api/v1/files/exists" + q, nil},
+			{"POST", "/api/v1/files/rename", map[string]any{"sandbox_id": sbid, "from": e.path("x.txt"), "to": e.path("z.txt")}},
+			{"GET", "/api/v1/files/watch?sandbox_id=" + sbid + "&path=" + url.QueryEscape(e.workdir), nil},
 		}
 	}
 	unknown := forID("ffffffffffffffff", "eeeeeeeeeeeeeeee")

@@ -92,10 +92,17 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodPost, "/files/mkdir", handlerFunc(s.handleMkdir))
 				r.With(s.limitStreams).Method(http.MethodGet, "/files/archive",
 					s.withDeadline(s.transferBudget, handlerFunc(s.handleDownload)))
+				// Stat, exists, rename, and watch streams (files_ops.go).
+				r.Method(http.MethodGet, "/files/stat", handlerFunc(s.handleStat))
+				r.Method(http.MethodGet, "/files/exists", handlerFunc(s.handleExists))
+				r.Method(http.MethodPost, "/files/rename", handlerFunc(s.handleRename))
+				r.With(s.limitStreams).Method(http.MethodGet, "/files/watch",
+					s.withDeadline(s.transferBudget, handlerFunc(s.handleWatch)))
 			})
-			// Raw and tar uploads get the larger upload limit.
+			// Raw and tar uploads are bounded by their sandbox's disk (and
+			// MAX_UPLOAD_BYTES when set): see limitUpload.
 			r.Group(func(r chi.Router) {
-				r.Use(limitBody(s.cfg.MaxUploadBytes))
+				r.Use(s.limitUpload)
 				r.Method(http.MethodPut, "/files/content", s.withDeadline(s.transferBudget, handlerFunc(s.handleWriteContent)))
 				r.With(s.limitStreams).Method(http.MethodPut, "/files/archive",
 					s.withDeadline(s.transferBudget, handlerFunc(s.handleUpload)))

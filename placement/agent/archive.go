@@ -115,11 +115,25 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	if r.ContentLength > s.cfg.MaxArchiveBytes {
-		s.writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("archive of %d bytes over the limit of %d", r.ContentLength, s.cfg.MaxArchiveBytes)})
+	max := s.cfg.MaxArchiveBytes
+	if max == 0 {
+		// What the disk can hold bounds what a tar may extract to (sparse
+		// entries expand beyond their size in the stream).
+		if _, total, err := fsSpace(p); err == nil {
+			max = total
+		} else {
+			max = 1 << 40
+		}
+	}
+	if r.ContentLength > max {
+		s.writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("archive of %d bytes over the limit of %d", r.ContentLength, max)})
 		return
 	}
-	n, err := extract(p, http.MaxBytesReader(w, r.Body, s.cfg.MaxArchiveBytes), s.cfg.MaxArchiveBytes)
+	if err := checkRoom(p, r.ContentLength); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	n, err := extract(p, http.MaxBytesReader(w, r.Body, max), max)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -206,6 +220,7 @@ func extract(dst string, r io.Reader, maxBytes int64) (int, error) {
 			n, err := writeEntryFile(target, tr, perm, maxBytes-written)
 			written += n
 			if err != nil {
+				err = noSpace(err, target, n)
 				return files, fmt.Errorf("extract %s: %w", rel, err)
 			}
 		}

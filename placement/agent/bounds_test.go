@@ -30,6 +30,9 @@ func TestClientBoundsWhatAnAgentAnswers(t *testing.T) {
 	mux.HandleFunc("/files/list", endless(`[{"name":"`))
 	mux.HandleFunc("/exec", endless(`{"stdout":"`))
 	mux.HandleFunc("/exec/stream", endless(`{"type":"stdout","data":"`))
+	mux.HandleFunc("/files/walk", endless(`{"entries":[{"name":"`))
+	mux.HandleFunc("/files/stat", endless(`{"name":"`))
+	mux.HandleFunc("/files/watch", endless(`{"type":"create","path":"`))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	c := NewClient(srv.URL, "s")
@@ -45,6 +48,11 @@ func TestClientBoundsWhatAnAgentAnswers(t *testing.T) {
 		{"listing", func() error { _, err := c.ListFiles(ctx, "/workspace"); return err }},
 		{"exec result", func() error { _, err := c.Exec(ctx, small); return err }},
 		{"exec stream", func() error { _, err := c.ExecStream(ctx, small, nil); return err }},
+		{"walk", func() error { _, err := c.Walk(ctx, "/workspace", 2, 0); return err }},
+		{"stat", func() error { _, err := c.Stat(ctx, "/workspace"); return err }},
+		{"watch line", func() error {
+			return c.Watch(ctx, "/workspace", false, func(WatchEvent) error { return nil })
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,11 +30,22 @@ type ServerConfig struct {
 	MaxOutputLimit   int64
 	// MaxRequestBytes bounds an exec request's JSON (default 16 MiB).
 	MaxRequestBytes int64
-	// MaxFileBytes bounds one PUT /files body (default 1 GiB);
-	// MaxArchiveBytes bounds a PUT /files/archive body and the bytes it
-	// extracts (default 1 GiB).
+	// MaxFileBytes bounds one PUT /files body; MaxArchiveBytes bounds a
+	// PUT /files/archive body and the bytes it extracts. Zero (the default)
+	// leaves the bound to the file system written to: a body larger than
+	// its free space is refused at once (413), and one that fills it while
+	// streaming ends in ENOSPC (413) with the old content kept.
 	MaxFileBytes    int64
 	MaxArchiveBytes int64
+	// WriteRoots are the directories rename may move entries within
+	// (default: Workdir, TempDir and /dev/shm, the sandbox's size-limited
+	// mounts; the write containment's paths when it has its own).
+	WriteRoots []string
+	// MaxWatchStreams bounds concurrent GET /files/watch streams
+	// (default DefaultMaxWatchStreams); MaxWatchDirs the directories one
+	// recursive stream watches (default DefaultMaxWatchDirs).
+	MaxWatchStreams int
+	MaxWatchDirs    int
 	// ReapAll makes the server wait for every child of this process, not
 	// only the ones it started: set it when running as PID 1 or as a child
 	// subreaper, never when sharing the process with other code that starts
@@ -70,11 +81,14 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = 16 << 20
 	}
-	if c.MaxFileBytes == 0 {
-		c.MaxFileBytes = 1 << 30
+	if len(c.WriteRoots) == 0 {
+		c.WriteRoots = []string{c.Workdir, c.TempDir, "/dev/shm"}
 	}
-	if c.MaxArchiveBytes == 0 {
-		c.MaxArchiveBytes = 1 << 30
+	if c.MaxWatchStreams == 0 {
+		c.MaxWatchStreams = DefaultMaxWatchStreams
+	}
+	if c.MaxWatchDirs == 0 {
+		c.MaxWatchDirs = DefaultMaxWatchDirs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -97,8 +111,13 @@ func (c ServerConfig) Validate() error {
 	if c.DefaultMaxOutput < 0 || c.MaxOutputLimit < c.DefaultMaxOutput {
 		return fmt.Errorf("agent config: output caps default %d, max %d: want 0 < default <= max", c.DefaultMaxOutput, c.MaxOutputLimit)
 	}
-	if c.MaxRequestBytes < 0 || c.MaxFileBytes < 0 || c.MaxArchiveBytes < 0 {
-		return fmt.Errorf("agent config: negative size limit")
+	if c.MaxRequestBytes < 0 || c.MaxFileBytes < 0 || c.MaxArchiveBytes < 0 || c.MaxWatchStreams < 0 || c.MaxWatchDirs < 0 {
+		return fmt.Errorf("agent config: negative limit")
+	}
+	for _, r := range c.WriteRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r || r == "/" {
+			return fmt.Errorf("agent config: write root %q is not a clean absolute path other than /", r)
+		}
 	}
 	return nil
 }

@@ -82,11 +82,19 @@ func (s *Server) handleWriteFile(w http.ResponseWriter, r *http.Request) {
 		}
 		mode = os.FileMode(v)
 	}
-	if r.ContentLength > s.cfg.MaxFileBytes {
-		s.writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("file of %d bytes over the limit of %d", r.ContentLength, s.cfg.MaxFileBytes)})
+	body := io.Reader(r.Body)
+	if max := s.cfg.MaxFileBytes; max > 0 {
+		if r.ContentLength > max {
+			s.writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("file of %d bytes over the limit of %d", r.ContentLength, max)})
+			return
+		}
+		body = http.MaxBytesReader(w, r.Body, max)
+	}
+	if err := checkRoom(filepath.Dir(p), r.ContentLength); err != nil {
+		s.writeError(w, err)
 		return
 	}
-	n, err := writeFileAtomic(p, http.MaxBytesReader(w, r.Body, s.cfg.MaxFileBytes), mode)
+	n, err := writeFileAtomic(p, body, mode)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -110,6 +118,7 @@ func writeFileAtomic(path string, r io.Reader, mode os.FileMode) (int64, error) 
 		return 0, fmt.Errorf("write file: %w", err)
 	}
 	n, err := io.Copy(tmp, r)
+	err = noSpace(err, path, n)
 	if err == nil {
 		err = tmp.Chmod(mode)
 	}
@@ -121,7 +130,7 @@ func writeFileAtomic(path string, r io.Reader, mode os.FileMode) (int64, error) 
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return 0, fmt.Errorf("write file %s: %w", path, err)
+		return 0, fmt.Errorf("write file %s: %w", path, noSpace(err, path, n))
 	}
 	return n, nil
 }

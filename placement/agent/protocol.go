@@ -51,6 +51,8 @@ type FileInfo struct {
 	Type       string    `json:"type"` // file, dir, symlink, other
 	Mode       string    `json:"mode"` // octal permission bits, e.g. "0644"
 	ModifiedAt time.Time `json:"modified_at"`
+	// SymlinkTarget is what a symlink points to, as written (not resolved).
+	SymlinkTarget string `json:"symlink_target,omitempty"`
 }
 
 // Health is the agent's answer to a health check.

@@ -75,6 +75,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer cleanup()
 	// After listen (the socket's directory need not be writable) and before
 	// any child exists, so every exec and the python server inherit it.
+	if len(cfg.Server.WriteRoots) == 0 {
+		cfg.Server.WriteRoots = cfg.Containment.WritePaths // rename stays where writes may go
+	}
 	if err := cfg.Containment.apply(log, cfg.Server.withDefaults().Workdir, unixSocketDir(cfg.Listen), l, inheritedABI); err != nil {
 		return err
 	}

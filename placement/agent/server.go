@@ -27,6 +27,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	running map[int]struct{} // process groups of execs in flight
+
+	watchSlots *slots        // watch streams in flight
+	closing    chan struct{} // closed when Shutdown starts: ends watch streams
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -41,6 +44,8 @@ func NewServer(cfg ServerConfig) *Server {
 		log:     cfg.Logger.With("component", "sandbox-agent"),
 		running: make(map[int]struct{}),
 	}
+	s.watchSlots = newSlots(cfg.MaxWatchStreams)
+	s.closing = make(chan struct{})
 	if cfg.ReapAll {
 		s.spawn = newReapAllSpawner(s.log)
 	} else {
@@ -69,6 +74,10 @@ func NewServer(cfg ServerConfig) *Server {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for handlers, and a watch stream lasts as long as
+	// its client likes: tell them to end.
+	var once sync.Once
+	s.http.RegisterOnShutdown(func() { once.Do(func() { close(s.closing) }) })
 	return s
 }
 
@@ -84,6 +93,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /files/mkdir", s.auth(s.handleMkdir))
 	mux.Handle("GET /files/archive", s.auth(s.handleDownload))
 	mux.Handle("PUT /files/archive", s.auth(s.handleUpload))
+	mux.Handle("GET /files/stat", s.auth(s.handleStat))
+	mux.Handle("GET /files/walk", s.auth(s.handleWalk))
+	mux.Handle("POST /files/rename", s.auth(s.handleRename))
+	mux.Handle("GET /files/watch", s.auth(s.handleWatch))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})

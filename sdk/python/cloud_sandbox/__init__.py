@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from ._transport import RetryPolicy
 from .client import Client
 from .events import Event
+from .files import EntryInfo, EntryList, FileStream, FilesystemEvent, WatchHandle, WriteInfo
 from .errors import (
     AuthenticationError,
     FileNotFoundError,
@@ -49,6 +50,10 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "EntryInfo",
+    "EntryList",
+    "FileStream",
+    "FilesystemEvent",
     "ExecutionResult",
     "FileInfo",
     "NotFoundError",
@@ -65,4 +70,6 @@ __all__ = [
     "Sessions",
     "TimeoutError",
     "ValidationError",
+    "WatchHandle",
+    "WriteInfo",
 ]

@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 from . import errors
 
@@ -34,7 +34,11 @@ _SNIPPET = 200
 # wait (bounded) until it has applied that much before serving (read your writes).
 INDEX_HEADER = "X-Cloud-Sandbox-Index"
 
-Body = Union[bytes, IO[bytes], None]
+Body = Union[bytes, IO[bytes], Iterable[bytes], None]
+
+# Bytes per socket write when a body is streamed from a file object: large
+# enough that a 1 GiB upload is not 131,072 small writes.
+_SEND_BLOCK = 256 << 10
 
 
 @dataclass
@@ -156,6 +160,24 @@ class StreamResponse:
             raise errors.ConnectionError(
                 f"connection lost while streaming: {e}", method=self.method, path=self.path) from e
 
+    def set_timeout(self, timeout: Optional[float]) -> None:
+        """Sets how long a read may wait for more of the body (None: no limit)."""
+        if self._conn is not None and self._conn.sock is not None:
+            self._conn.sock.settimeout(timeout)
+
+    def shutdown(self) -> None:
+        """Ends the connection from another thread: a read blocked on it returns at once.
+
+        (Closing would not wake it, and would wait for the lock the blocked read holds.)
+        """
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         """Drops the connection without reading the rest of the body."""
         if self._conn is not None:
@@ -241,8 +263,8 @@ class Transport:
     def _new_conn(self) -> http.client.HTTPConnection:
         if self._https:
             ctx = self._ssl or ssl.create_default_context()
-            return http.client.HTTPSConnection(self._host, self._port, context=ctx)
-        return http.client.HTTPConnection(self._host, self._port)
+            return http.client.HTTPSConnection(self._host, self._port, context=ctx, blocksize=_SEND_BLOCK)
+        return http.client.HTTPConnection(self._host, self._port, blocksize=_SEND_BLOCK)
 
     def _take(self) -> http.client.HTTPConnection:
         now = time.monotonic()
@@ -327,8 +349,13 @@ class Transport:
         if json_body is not None:
             body = json.dumps(json_body).encode("utf-8")
             content_type = "application/json"
+        # A body that can be read only once (an iterator, a pipe) is sent
+        # chunked, and never sent twice: a retry would send what is left.
+        replayable = body is None or isinstance(body, (bytes, bytearray)) or _seekable(body)
         if resend_safe is None:
             resend_safe = method in ("GET", "HEAD", "PUT", "DELETE") or idempotency_key is not None
+        if not replayable:
+            resend_safe = False
         target = self.url(path, query)
         timeout = self.timeout if timeout is None else timeout
         failures = 0
@@ -348,10 +375,10 @@ class Transport:
                 token = self.auth.token()
                 if token:
                     headers["Authorization"] = "Bearer " + token
-            if body is not None and not isinstance(body, (bytes, bytearray)):
-                body.seek(0, 2)
-                headers["Content-Length"] = str(body.tell())
-                body.seek(0)
+            if body is not None and not isinstance(body, (bytes, bytearray)) and replayable:
+                body.seek(0, 2)  # type: ignore[union-attr]
+                headers["Content-Length"] = str(body.tell())  # type: ignore[union-attr]
+                body.seek(0)  # type: ignore[union-attr]
             try:
                 conn, raw = self._send(method, target, path, body, headers, timeout, resend_safe)
             except _Retryable as e:
@@ -375,6 +402,8 @@ class Transport:
                 return Response(status, raw.headers, data, method, path)
 
             data = self._read_all(conn, raw, method, path)
+            if not replayable:
+                raise error_from_response(status, raw.headers, data, raw.reason, method, path)
             if status == 401 and token and not renewed and self.auth is not None:
                 refusal = error_from_response(status, raw.headers, data, raw.reason, method, path)
                 if not self.auth.renews_after(refusal):
@@ -418,9 +447,17 @@ class Transport:
                 conn.close()
                 raise _Retryable(e) from e  # nothing was sent
             try:
-                if body is not None and not isinstance(body, (bytes, bytearray)):
-                    body.seek(0)
-                conn.request(method, target, body=body, headers=headers)
+                if body is not None and not isinstance(body, (bytes, bytearray)) and _seekable(body):
+                    body.seek(0)  # type: ignore[union-attr]
+                try:
+                    conn.request(method, target, body=body, headers=headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server may have answered before reading the whole
+                    # body (413: the disk is full) and closed: read that answer.
+                    early = _early_response(conn, method)
+                    if early is None:
+                        raise
+                    return conn, early
                 return conn, conn.getresponse()
             except socket.timeout as e:
                 conn.close()
@@ -451,6 +488,27 @@ class Transport:
                                          method=method, path=path) from e
         self._give(conn)
         return data
+
+
+def _seekable(body: Any) -> bool:
+    try:
+        return bool(body.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _early_response(conn: http.client.HTTPConnection, method: str) -> Optional[http.client.HTTPResponse]:
+    """Reads a response the server sent while the request body was still going out."""
+    sock = conn.sock
+    if sock is None:
+        return None
+    try:
+        sock.settimeout(5)
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        return resp
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:

@@ -9,6 +9,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Union, overload
 
 from . import _archive, _exec, errors
+from .files import Files
 from ._exec import Command, OutputCallback
 from .client import Client
 from .events import Event
@@ -58,6 +59,8 @@ class Sandbox:
         self._delete_session_on_exit = delete_session_on_exit
         self._closed = False
         self._close_lock = threading.Lock()
+        self.files = Files(self)
+        """Streamed file operations: read, write, list, exists, get_info, remove, rename, make_dir, watch_dir."""
 
     # --- construction ----------------------------------------------------------------
 

@@ -17,6 +17,9 @@ export POOL_MAX_SIZE="${POOL_MAX_SIZE:-10}"
 # Access tokens that expire within the run: every test then goes through the
 # SDK's refresh, and TokenExpiryTest waits past the expiry on purpose.
 export ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-3}"
+# A disk that holds the 1 GiB file of FilesTest (a tmpfs: charged to memory
+# only as it fills).
+export SANDBOX_DISK_MB="${SANDBOX_DISK_MB:-1100}"
 # ------------------------------------------------------------------------------
 
 SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

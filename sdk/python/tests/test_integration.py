@@ -6,15 +6,20 @@ it these tests skip, except under CI=true, where a missing server is a failure.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import queue
+import random
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
-from typing import List
+from typing import Any, Iterator, List, Optional
 
 import support  # noqa: F401 - puts the package on sys.path
 
@@ -392,6 +397,208 @@ class TokenExpiryTest(unittest.TestCase):
                 self.assertEqual(sb.run_code("print('after 401')").stdout, "after 401\n")
             self.assertTrue(any("after 401 (token expired)" in line for line in logs.output), logs.output)
             self.assertNotEqual(self.client._tokens._access, first)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+class _PeakRSS:
+    """Samples this process's VmRSS every 5 ms in a thread and keeps the largest value."""
+
+    def __init__(self) -> None:
+        self.before = _rss_kib()
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_kib())
+
+    def growth_mib(self) -> float:
+        self._stop.set()
+        self._thread.join(5)
+        return (self.peak - self.before) / 1024
+
+
+def _generated(seed: int, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Deterministic pseudo-random bytes, one chunk at a time."""
+    rng = random.Random(seed)
+    left = size
+    while left > 0:
+        n = min(chunk, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+class FilesTest(unittest.TestCase):
+    """sandbox.files against a live sandboxd (run_integration.sh gives sandboxes a 1100 MiB disk)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = _client("files")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.client.close()
+
+    def sandbox(self) -> Sandbox:
+        sb = self.client.acquire()
+        self.addCleanup(sb.close)
+        return sb
+
+    def test_read_and_write_in_every_format(self) -> None:
+        sb = self.sandbox()
+        info = sb.files.write("/workspace/a/t.txt", "héllo ✓\n")
+        self.assertEqual((info.path, info.size), ("/workspace/a/t.txt", len("héllo ✓\n".encode())))
+        self.assertEqual(sb.files.read("/workspace/a/t.txt"), "héllo ✓\n")
+        blob = bytes(range(256)) * 1000
+        sb.files.write("/workspace/b.bin", io.BytesIO(blob))  # a seekable file object
+        self.assertEqual(sb.files.read("/workspace/b.bin", format="bytes"), blob)
+        with sb.files.read("/workspace/b.bin", format="stream") as stream:
+            self.assertEqual(stream.size, len(blob))
+            chunks = list(stream)
+        self.assertEqual(b"".join(chunks), blob)
+        with sb.files.read("/workspace/b.bin", format="stream") as stream:
+            self.assertEqual(stream.read(10), blob[:10])
+        # The guide's flat methods see the same files.
+        self.assertEqual(sb.read_file("/workspace/a/t.txt"), "héllo ✓\n")
+        self.assertIn("b.bin", [f.name for f in sb.list_files("/workspace")])
+        with self.assertRaises(cs.NotFoundError):
+            sb.files.read("/workspace/none")
+
+    def test_write_from_a_generator_and_a_pipe(self) -> None:
+        sb = self.sandbox()
+        want = hashlib.sha256()
+        def gen() -> Iterator[bytes]:
+            for chunk in _generated(1, 5 << 20, 100_000):
+                want.update(chunk)
+                yield chunk
+        info = sb.files.write("/workspace/gen.bin", gen())
+        self.assertEqual(info.size, 5 << 20)
+        out = sb.run_command("sha256sum /workspace/gen.bin").stdout.split()[0]
+        self.assertEqual(out, want.hexdigest())
+        r, w = os.pipe()
+        with os.fdopen(w, "wb") as wf:
+            wf.write(b"through a pipe\n")
+        with os.fdopen(r, "rb") as rf:
+            sb.files.write("/workspace/pipe.txt", rf)
+        self.assertEqual(sb.files.read("/workspace/pipe.txt"), "through a pipe\n")
+
+    def test_exists_get_info_list_rename_remove_make_dir(self) -> None:
+        sb = self.sandbox()
+        sb.run_command("set -e; mkdir -p /workspace/t/d1/d2; printf hello > /workspace/t/a.txt; chmod 640 /workspace/t/a.txt; "
+                       "printf x > /workspace/t/d1/b; printf y > /workspace/t/d1/d2/c; ln -s /etc /workspace/t/etc")
+        self.assertTrue(sb.files.exists("/workspace/t/a.txt"))
+        self.assertFalse(sb.files.exists("/workspace/t/nope"))
+        info = sb.files.get_info("/workspace/t/a.txt")
+        self.assertEqual((info.name, info.type, info.size, info.mode), ("a.txt", "file", 5, "0640"))
+        self.assertIsNotNone(info.modified_time)
+        link = sb.files.get_info("/workspace/t/etc")
+        self.assertEqual((link.type, link.symlink_target), ("symlink", "/etc"))
+        with self.assertRaises(cs.NotFoundError):
+            sb.files.get_info("/workspace/t/nope")
+
+        def paths(entries: List[cs.EntryInfo]) -> List[str]:
+            return [e.path.replace("/workspace/t/", "") for e in entries]
+        self.assertEqual(paths(sb.files.list("/workspace/t")), ["a.txt", "d1", "etc"])
+        self.assertEqual(paths(sb.files.list("/workspace/t", depth=3)), ["a.txt", "d1", "etc", "d1/b", "d1/d2", "d1/d2/c"])
+        cut = sb.files.list("/workspace/t", depth=3, limit=4)
+        self.assertEqual((len(cut), cut.truncated), (4, True))
+        self.assertFalse(sb.files.list("/workspace/t", depth=3).truncated)
+
+        moved = sb.files.rename("/workspace/t/a.txt", "/workspace/t/d1/moved.txt")
+        self.assertEqual((moved.path, moved.size), ("/workspace/t/d1/moved.txt", 5))
+        self.assertFalse(sb.files.exists("/workspace/t/a.txt"))
+        with self.assertRaises(cs.PermissionDeniedError):  # out of the writable roots
+            sb.files.rename("/workspace/t/d1/moved.txt", "/etc/moved.txt")
+        with self.assertRaises(cs.PermissionDeniedError):  # out through a symlink
+            sb.files.rename("/workspace/t/etc/hostname", "/workspace/t/h")
+        self.assertEqual(sb.files.read("/workspace/t/d1/moved.txt"), "hello")
+
+        self.assertTrue(sb.files.make_dir("/workspace/t/new/deep"))
+        self.assertFalse(sb.files.make_dir("/workspace/t/new/deep"))
+        self.assertTrue(sb.files.get_info("/workspace/t/new/deep").is_dir)
+        sb.files.remove("/workspace/t/d1")
+        self.assertFalse(sb.files.exists("/workspace/t/d1"))
+
+    def test_watch_dir_reports_changes_in_order_and_stops(self) -> None:
+        sb = self.sandbox()
+        sb.files.make_dir("/workspace/w")
+        events: "queue.Queue[cs.FilesystemEvent]" = queue.Queue()
+        exits: "queue.Queue[Optional[BaseException]]" = queue.Queue()
+        handle = sb.files.watch_dir("/workspace/w", events.put, recursive=True, on_exit=exits.put)
+        try:
+            sb.run_command("cd /workspace/w && : > a && echo hi >> a && mv a b && rm b")
+            got = []
+            for _ in range(4):
+                ev = events.get(timeout=15)
+                got.append((ev.type, ev.path, ev.old_path))
+            self.assertEqual(got, [("create", "/workspace/w/a", None), ("write", "/workspace/w/a", None),
+                                   ("rename", "/workspace/w/b", "/workspace/w/a"), ("remove", "/workspace/w/b", None)])
+        finally:
+            handle.stop()
+        self.assertIsNone(exits.get(timeout=10))
+        self.assertFalse(handle.running)
+        with self.assertRaises(cs.NotFoundError):
+            sb.files.watch_dir("/workspace/none", events.put)
+
+    def test_one_gib_streamed_both_ways_in_bounded_memory(self) -> None:
+        sb = self.sandbox()
+        size = 1 << 30
+        sent = hashlib.sha256()
+        def gen() -> Iterator[bytes]:
+            for chunk in _generated(7, size):
+                sent.update(chunk)
+                yield chunk
+        rss = _PeakRSS()
+        start = time.monotonic()
+        self.assertEqual(sb.files.write("/workspace/big.bin", gen()).size, size)
+        up = time.monotonic() - start
+        self.assertEqual(sb.run_command("sha256sum /workspace/big.bin", timeout=120).stdout.split()[0], sent.hexdigest())
+        got = hashlib.sha256()
+        n = 0
+        start = time.monotonic()
+        with sb.files.read("/workspace/big.bin", format="stream") as stream:
+            for chunk in stream:
+                got.update(chunk)
+                n += len(chunk)
+        down = time.monotonic() - start
+        growth = rss.growth_mib()
+        print(f"\nSDK 1 GiB: write {up:.1f}s ({1024 / up:.0f} MiB/s), read {down:.1f}s ({1024 / down:.0f} MiB/s), "
+              f"VmRSS {rss.before // 1024} MiB before, peak +{growth:.1f} MiB", file=sys.stderr)
+        self.assertEqual((n, got.hexdigest()), (size, sent.hexdigest()))
+        self.assertLess(growth, 64, f"the SDK's resident memory grew by {growth:.1f} MiB moving 1 GiB")
+
+    def test_upload_larger_than_the_disk_is_a_clear_413(self) -> None:
+        sb = self.sandbox()
+        sb.files.write("/workspace/keep", "precious")
+        class Zeros(io.RawIOBase):
+            """A seekable 4 GiB of zeros that costs nothing to hold."""
+            size, pos = 4 << 30, 0
+            def readable(self) -> bool: return True
+            def seekable(self) -> bool: return True
+            def seek(self, off: int, whence: int = 0) -> int:
+                self.pos = off if whence == 0 else self.size + off if whence == 2 else self.pos + off
+                return self.pos
+            def tell(self) -> int: return self.pos
+            def readinto(self, b: Any) -> int:
+                n = min(len(b), self.size - self.pos)
+                b[:n] = bytes(n)
+                self.pos += n
+                return n
+        with self.assertRaises(cs.SandboxError) as cm:
+            sb.files.write("/workspace/keep", Zeros())
+        self.assertEqual(cm.exception.status, 413, cm.exception)
+        self.assertIn("disk", str(cm.exception))
+        self.assertEqual(sb.files.read("/workspace/keep"), "precious")
+        self.assertEqual(sb.run_code("print(1)").stdout, "1\n")
 
 
 def _quiet_delete(c: Client, session_id: str) -> None:
