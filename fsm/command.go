@@ -274,6 +274,10 @@ func newCommand(t CommandType) Command {
 		return &SandboxPause{}
 	case TypeSandboxResume:
 		return &SandboxResume{}
+	case TypeWebhookSet:
+		return &WebhookSet{}
+	case TypeWebhookDelivered:
+		return &WebhookDelivered{}
 	}
 	return nil
 }
@@ -311,6 +315,8 @@ func Decode(b []byte) (Command, error) {
 type Response struct {
 	Sandbox *Sandbox `json:"sandbox,omitempty"`
 	Session *Session `json:"session,omitempty"`
+	// Webhook is the webhook a webhook command left, without its secret.
+	Webhook *Webhook `json:"webhook,omitempty"`
 	Err     *Error   `json:"error,omitempty"`
 	// Index is the Raft index at which the command was applied.
 	Index uint64 `json:"index"`

@@ -183,6 +183,8 @@ var appliers = map[CommandType]func(*tx, Command) *Response{
 	TypeSandboxSetTimeout: handler(applySandboxSetTimeout),
 	TypeSandboxPause:      handler(applySandboxPause),
 	TypeSandboxResume:     handler(applySandboxResume),
+	TypeWebhookSet:        handler(applyWebhookSet),
+	TypeWebhookDelivered:  handler(applyWebhookDelivered),
 }
 
 func handler[C Command](fn func(*tx, C) *Response) func(*tx, Command) *Response {
@@ -215,6 +217,7 @@ func (r *Response) copy() *Response {
 	c := *r
 	c.Sandbox = r.Sandbox.Copy()
 	c.Session = r.Session.Copy()
+	c.Webhook = r.Webhook.Copy()
 	if r.Err != nil {
 		e := *r.Err
 		c.Err = &e

@@ -23,6 +23,8 @@ const (
 	tableEgressGrants = "egress_grants"
 	// tableEvents holds the newest lifecycle events (events.go).
 	tableEvents = "events"
+	// tableWebhooks holds one Webhook per user (webhook.go).
+	tableWebhooks = "webhooks"
 )
 
 // singletonKey is the primary key of the one row in the pool and meta tables.
@@ -112,6 +114,10 @@ func schema() *memdb.DBSchema {
 		tableEgressGrants: {
 			Name:    tableEgressGrants,
 			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Subject"}}},
+		},
+		tableWebhooks: {
+			Name:    tableWebhooks,
+			Indexes: map[string]*memdb.IndexSchema{"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "User"}}},
 		},
 		tableEvents: {
 			Name:    tableEvents,

@@ -34,6 +34,7 @@ type snapshotDoc struct {
 	// Events is the event log, oldest first, and the key of the newest
 	// event dropped from it (events.go).
 	Events               []*eventRow `json:"events,omitempty"`
+	Webhooks             []*Webhook  `json:"webhooks,omitempty"`
 	EventsDroppedThrough string      `json:"events_dropped_through,omitempty"`
 }
 
@@ -78,6 +79,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		{tableQuotaCreates, "quota_creates"},
 		{tableEgressGrants, "egress_grants"},
 		{tableEvents, "events"},
+		{tableWebhooks, "webhooks"},
 	} {
 		if err := writeTable(bw, s.txn, table.name, table.key); err != nil {
 			return err
@@ -169,6 +171,11 @@ func buildDB(doc *snapshotDoc) (*memdb.MemDB, error) {
 	for _, g := range doc.EgressGrants {
 		if err := txn.Insert(tableEgressGrants, g); err != nil {
 			return nil, fmt.Errorf("insert egress grant %s: %w", g.Subject, err)
+		}
+	}
+	for _, w := range doc.Webhooks {
+		if err := txn.Insert(tableWebhooks, w); err != nil {
+			return nil, fmt.Errorf("insert webhook of %s: %w", w.User, err)
 		}
 	}
 	meta.EventsDroppedThrough = doc.EventsDroppedThrough
