@@ -27,6 +27,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	running map[int]struct{} // process groups of execs in flight
+
+	procs *procTable // background processes (procs.go)
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -40,6 +42,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "sandbox-agent"),
 		running: make(map[int]struct{}),
+		procs:   newProcTable(),
 	}
 	if cfg.ReapAll {
 		s.spawn = newReapAllSpawner(s.log)
@@ -84,6 +87,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /files/mkdir", s.auth(s.handleMkdir))
 	mux.Handle("GET /files/archive", s.auth(s.handleDownload))
 	mux.Handle("PUT /files/archive", s.auth(s.handleUpload))
+	mux.Handle("POST /procs", s.auth(s.handleProcStart))
+	mux.Handle("GET /procs", s.auth(s.handleProcList))
+	mux.Handle("GET /procs/{pid}", s.auth(s.handleProcGet))
+	mux.Handle("GET /procs/{pid}/output", s.auth(s.handleProcOutput))
+	mux.Handle("GET /procs/{pid}/wait", s.auth(s.handleProcWait))
+	mux.Handle("POST /procs/{pid}/stdin", s.auth(s.handleProcStdin))
+	mux.Handle("POST /procs/{pid}/signal", s.auth(s.handleProcSignal))
+	mux.Handle("POST /procs/{pid}/resize", s.auth(s.handleProcResize))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
