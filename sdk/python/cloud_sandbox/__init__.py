@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 from ._transport import RetryPolicy
 from .client import Client
+from .commands import CommandHandle, CommandResult, Commands, ProcessInfo
 from .errors import (
     AuthenticationError,
     ConflictError,
@@ -30,6 +31,7 @@ from .errors import (
     TimeoutError,
     ValidationError,
 )
+from .pty import Pty, PtyHandle
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
 from .sandbox import Sandbox
 from .sessions import Sessions
@@ -41,6 +43,9 @@ __all__ = [
     "__version__",
     "AuthenticationError",
     "Client",
+    "CommandHandle",
+    "CommandResult",
+    "Commands",
     "ConflictError",
     "ConnectionError",
     "ExecutionResult",
@@ -48,6 +53,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PoolStats",
+    "ProcessInfo",
+    "Pty",
+    "PtyHandle",
     "RateLimitError",
     "RetryPolicy",
     "Sandbox",

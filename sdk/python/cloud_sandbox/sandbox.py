@@ -11,6 +11,8 @@ from typing import Any, List, Literal, Mapping, Optional, Union, overload
 from . import _archive, _exec, errors
 from ._exec import Command, OutputCallback
 from .client import Client
+from .commands import Commands
+from .pty import Pty
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
 
 
@@ -147,6 +149,16 @@ class Sandbox:
     def session(self) -> Optional[SessionInfo]:
         """The session this sandbox belongs to, if it was bound with :meth:`from_session`."""
         return self._session
+
+    @property
+    def commands(self) -> "Commands":
+        """Foreground and background commands: ``run``, ``list``, ``connect``, ``kill`` (see :mod:`.commands`)."""
+        return Commands(self)
+
+    @property
+    def pty(self) -> "Pty":
+        """Programs on a pseudo-terminal: ``create``, ``connect``, ``resize`` (see :mod:`.pty`)."""
+        return Pty(self)
 
     def info(self) -> SandboxInfo:
         """Fetches the sandbox's current state from the server."""
