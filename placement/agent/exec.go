@@ -298,23 +298,6 @@ func (s *Server) writeCodeFile(code string) (string, error) {
 	return f.Name(), nil
 }
 
-// lookPath finds an executable in the exec's own PATH, not the agent's.
-func lookPath(file, pathEnv, cwd string) (string, bool) {
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, file)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, true
-		}
-	}
-	return "", false
-}
-
 func languageNames() []string {
 	names := make([]string, 0, len(Languages))
 	for k := range Languages {
