@@ -368,6 +368,24 @@ class ProcessesTest(unittest.TestCase):
         self.assertTrue(self.sb.pty.kill(shell.pid))
         self.assertEqual(shell.wait(timeout=20).exit_code, 137)
 
+    def test_by_pid_calls_reach_a_process_another_handle_started(self) -> None:
+        term = self.sb.pty.create(rows=10, cols=40, cmd=["sh"], envs={"PS1": "sh$ "}, tag="by-pid")
+        term.disconnect()
+        info = self.sb.commands.get(term.pid)
+        self.assertEqual((info.pty, info.tag, info.running, info.survives_pause), (True, "by-pid", True, True))
+        again = self.sb.pty.connect(term.pid)
+        self.until(lambda: again.output, "sh$ ")
+        self.sb.pty.resize(term.pid, rows=12, cols=34)
+        self.sb.pty.send_stdin(term.pid, "stty size; exit\n")
+        self.assertEqual(again.wait(timeout=20).exit_code, 0)
+        self.assertIn("12 34", again.output)
+
+        cat = self.sb.commands.run("cat; echo done", background=True, stdin=True)
+        self.sb.commands.send_stdin(cat.pid, "x" * 100000)  # over one request's bound: sent in chunks
+        cat.close_stdin()
+        result = cat.wait(timeout=20)
+        self.assertEqual((len(result.stdout), result.stdout[-5:]), (100005, "done\n"))
+
 
 class TokenExpiryTest(unittest.TestCase):
     """Short-lived access tokens (ACCESS_TOKEN_TTL=3 from run_integration.sh): a client keeps
