@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
@@ -208,7 +207,9 @@ class CommandHandle:
                         raise
                     logger.info("process %d output stream broke (%s); reconnecting from offset %d",
                                 self.pid, e, self._offset)
-                    time.sleep(min(2.0, 0.1 * 2 ** failures))
+                    # The client's retry policy paces reconnects as it paces retries.
+                    retry = self._commands._client._transport.retry
+                    retry.sleep(retry.backoff(failures))
         except BaseException as e:  # handed to wait()
             if not self._stop.is_set():
                 self._error = e
