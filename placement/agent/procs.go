@@ -21,8 +21,9 @@ const stdinWriteTimeout = 10 * time.Second
 // agent, not to a request: a client or a control node that goes away leaves
 // them running, and their output waits in a ring for whoever connects next.
 type procTable struct {
-	mu    sync.Mutex
-	procs map[int]*bgProc
+	mu       sync.Mutex
+	procs    map[int]*bgProc
+	starting int // reserved by starts in flight, so that parallel starts cannot pass the bound
 }
 
 func newProcTable() *procTable { return &procTable{procs: make(map[int]*bgProc)} }
@@ -104,7 +105,8 @@ func (t *procTable) list() []ProcessInfo {
 func (t *procTable) reserve() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.procs) < MaxProcesses {
+	if len(t.procs)+t.starting < MaxProcesses {
+		t.starting++
 		return nil
 	}
 	var oldest *bgProc
@@ -121,15 +123,20 @@ func (t *procTable) reserve() error {
 			Message: fmt.Sprintf("this sandbox already runs %d background processes, the most it may; kill or wait for one first", MaxProcesses)}
 	}
 	delete(t.procs, oldest.pid)
+	t.starting++
 	return nil
 }
 
-// add records a started process. A pid the kernel reused replaces the ended
-// process that had it.
+// add records a started process (p nil: the start failed) and gives back
+// its reservation. A pid the kernel reused replaces the ended process that
+// had it.
 func (t *procTable) add(p *bgProc) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.procs[p.pid] = p
+	t.starting--
+	if p != nil {
+		t.procs[p.pid] = p
+	}
 }
 
 // startBackground validates req, starts the process and returns at once.
@@ -177,6 +184,7 @@ func (s *Server) startBackground(req ProcessStartRequest) (ProcessInfo, error) {
 		readers, done, err = s.startPiped(p, spec, req.Stdin)
 	}
 	if err != nil {
+		s.procs.add(nil)
 		return ProcessInfo{}, err
 	}
 	markUserProcess(s.log, p.pid)

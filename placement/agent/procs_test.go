@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -279,15 +280,29 @@ func TestBackgroundProcessLimit(t *testing.T) {
 			_ = a.client.SignalProcess(context.Background(), pid, "KILL")
 		}
 	})
-	for range MaxProcesses {
-		info, err := a.client.StartProcess(ctxT(t), ProcessStartRequest{Argv: []string{"sleep", "300"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, info.PID)
+	// Starts in parallel, a few more than the bound: exactly the bound win.
+	var mu sync.Mutex
+	var refused []error
+	var wg sync.WaitGroup
+	for range MaxProcesses + 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := a.client.StartProcess(ctxT(t), ProcessStartRequest{Argv: []string{"sleep", "300"}})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				refused = append(refused, err)
+				return
+			}
+			pids = append(pids, info.PID)
+		}()
 	}
-	_, err := a.client.StartProcess(ctxT(t), ProcessStartRequest{Argv: []string{"true"}})
-	ae := wantAgentError(t, err, 409)
+	wg.Wait()
+	if len(pids) != MaxProcesses || len(refused) != 8 {
+		t.Fatalf("%d started, %d refused; want %d and 8", len(pids), len(refused), MaxProcesses)
+	}
+	ae := wantAgentError(t, refused[0], 409)
 	if !strings.Contains(ae.Message, "64 background processes") {
 		t.Fatalf("message %q does not name the limit", ae.Message)
 	}
