@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 // outputEvents parses an NDJSON output answer.
@@ -123,5 +126,24 @@ func TestProcessesRefused(t *testing.T) {
 	r = e.call("GET", p+"?sandbox_id="+id, alice, nil)
 	if r.body["running"] != true {
 		t.Fatalf("alice's process after bob's attempts: %s", r.raw)
+	}
+}
+
+// TestSurvivesPause: the field a client reads to learn whether a pause ends
+// its processes follows the sandbox's driver.
+func TestSurvivesPause(t *testing.T) {
+	tests := []struct {
+		driver string
+		want   bool
+	}{
+		{"docker", true}, // a pause freezes the container
+		{"nomad", false}, // a pause archives /workspace and stops the allocation
+		{"", true},       // not placed yet: the local default, Docker
+	}
+	for _, tt := range tests {
+		sb := &fsm.Sandbox{ID: "0123456789abcdef", Placement: fsm.Placement{Driver: tt.driver}}
+		if got := viewProcess(sb, agent.ProcessInfo{PID: 1}); got.SurvivesPause != tt.want || got.Argv == nil {
+			t.Errorf("driver %q: survives_pause %v, want %v (argv %v)", tt.driver, got.SurvivesPause, tt.want, got.Argv)
+		}
 	}
 }
