@@ -20,7 +20,8 @@ import (
 // round robin so that load from elsewhere on the machine hits every row
 // alike: through sandboxd's REST API, straight to the same sandbox's agent
 // over its unix socket (the part inside the sandbox), a raw `docker exec`
-// into a plain container, and a fork+exec on the host (the floor).
+// into a plain container, and a fork+exec on the host (the floor); then a
+// bare HTTP round trip to each server, which is what a hop costs here.
 //
 //	go test ./cmd/sandboxd -run '^$' -bench ExecLatency -benchtime 300x
 func BenchmarkExecLatency(b *testing.B) {
@@ -63,6 +64,9 @@ func BenchmarkExecLatency(b *testing.B) {
 		agentTrue,
 		func() error { return dockerExec(ctx, dc, raw, "true") },
 		func() error { return exec.Command("true").Run() },
+		// What one HTTP round trip costs here, with no exec behind it.
+		func() error { return c.call("GET", "/api/v1/sandbox/"+sb.SandboxID, nil, nil) },
+		func() error { _, err := ag.Health(ctx); return err },
 	}
 	for _, f := range fs { // warm connections, page cache and the agent
 		for range 5 {
@@ -104,6 +108,9 @@ func BenchmarkExecLatency(b *testing.B) {
 	for j, name := range []string{"REST /api/v1/execute -> sandboxd -> agent", "agent over its unix socket (no sandboxd)",
 		"docker exec true (API: create+attach+inspect)", "host fork+exec /bin/true (floor)"} {
 		fmt.Fprintf(&out, "%-44s %6.2f ms %6.2f ms\n", name, ms(p(j, .5)), ms(p(j, .9)))
+	}
+	for j, name := range []string{"round trip: GET /api/v1/sandbox/{id}", "round trip: agent GET /health"} {
+		fmt.Fprintf(&out, "%-44s %6.2f ms %6.2f ms\n", name, ms(p(j+4, .5)), ms(p(j+4, .9)))
 	}
 	fmt.Fprintf(&out, "REST p50 vs docker exec p50: %.1fx faster; sandboxd adds %.2f ms over the agent; the agent in its sandbox %.2f ms over the host floor\n",
 		float64(docker)/float64(rest), ms(rest-direct), ms(direct-host))
