@@ -85,6 +85,9 @@ func (s *Server) routes() http.Handler {
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
 					s.withDeadline(s.execBudget, handlerFunc(s.handleExecuteStream)))
 
+				// Background processes and terminals (processes.go).
+				r.Route("/processes", s.processRoutes)
+
 				r.Method(http.MethodPut, "/files", handlerFunc(s.handleWriteFile))
 				r.Method(http.MethodGet, "/files", handlerFunc(s.handleListFiles))
 				r.Method(http.MethodDelete, "/files", handlerFunc(s.handleDeleteFile))

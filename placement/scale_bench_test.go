@@ -50,7 +50,9 @@ const scaleChanges = 101
 
 type reconcilerScaleRow struct{ touch, acquire, scan time.Duration }
 
-func ratio(old, now time.Duration) string { return fmt.Sprintf("%.0fx faster", float64(old)/float64(now)) }
+func ratio(old, now time.Duration) string {
+	return fmt.Sprintf("%.0fx faster", float64(old)/float64(now))
+}
 
 func measureReconcilerScale(b *testing.B, n int) reconcilerScaleRow {
 	b.Helper()

@@ -50,6 +50,9 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 // resultChunk is how much output is escaped at a time by writeResult.
 const resultChunk = 64 << 10
 
+// resultWriters recycles writeResult's 64 KiB buffers across execs.
+var resultWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, resultChunk) }}
+
 // writeResult answers res as JSON, byte for byte what json.Encoder writes,
 // but escapes stdout and stderr a chunk at a time: the encoder builds the
 // whole answer in memory first, up to six times the output (a NUL becomes
@@ -63,7 +66,9 @@ func writeResult(w http.ResponseWriter, res *ExecResult) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, resultChunk)
+	bw := resultWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() { bw.Reset(nil); resultWriters.Put(bw) }()
 	for _, f := range []struct{ key, val string }{{`"stdout":""`, res.Stdout}, {`"stderr":""`, res.Stderr}} {
 		before, after, ok := bytes.Cut(frame, []byte(f.key))
 		if !ok {
@@ -296,23 +301,6 @@ func (s *Server) writeCodeFile(code string) (string, error) {
 		return "", fmt.Errorf("write code file: %w", err)
 	}
 	return f.Name(), nil
-}
-
-// lookPath finds an executable in the exec's own PATH, not the agent's.
-func lookPath(file, pathEnv, cwd string) (string, bool) {
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, file)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, true
-		}
-	}
-	return "", false
 }
 
 func languageNames() []string {

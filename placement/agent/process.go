@@ -63,8 +63,15 @@ func (c *capture) text() string {
 	return strings.ToValidUTF8(unsafe.String(unsafe.SliceData(c.buf), len(c.buf)), "\uFFFD")
 }
 
+// readBufs recycles the per-stream read buffers: two fresh 32 KiB buffers
+// per exec were cleared and collected again on every call, the largest
+// allocation of an exec of "true".
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+
 func (c *capture) run(r *os.File, stream string, onOutput outputFunc) {
-	chunk := make([]byte, readChunk)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	chunk := *bp
 	var carry []byte // an incomplete UTF-8 sequence held back for the next event
 	for {
 		n, err := r.Read(chunk)

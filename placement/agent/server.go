@@ -30,6 +30,7 @@ type Server struct {
 
 	watchSlots *slots        // watch streams in flight
 	closing    chan struct{} // closed when Shutdown starts: ends watch streams
+	procs      *procTable    // background processes (procs.go)
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -43,6 +44,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "sandbox-agent"),
 		running: make(map[int]struct{}),
+		procs:   newProcTable(),
 	}
 	s.watchSlots = newSlots(cfg.MaxWatchStreams)
 	s.closing = make(chan struct{})
@@ -97,6 +99,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /files/walk", s.auth(s.handleWalk))
 	mux.Handle("POST /files/rename", s.auth(s.handleRename))
 	mux.Handle("GET /files/watch", s.auth(s.handleWatch))
+	mux.Handle("POST /procs", s.auth(s.handleProcStart))
+	mux.Handle("GET /procs", s.auth(s.handleProcList))
+	mux.Handle("GET /procs/{pid}", s.auth(s.handleProcGet))
+	mux.Handle("GET /procs/{pid}/output", s.auth(s.handleProcOutput))
+	mux.Handle("GET /procs/{pid}/wait", s.auth(s.handleProcWait))
+	mux.Handle("POST /procs/{pid}/stdin", s.auth(s.handleProcStdin))
+	mux.Handle("POST /procs/{pid}/signal", s.auth(s.handleProcSignal))
+	mux.Handle("POST /procs/{pid}/resize", s.auth(s.handleProcResize))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})

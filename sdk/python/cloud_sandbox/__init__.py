@@ -19,6 +19,7 @@ from ._transport import RetryPolicy
 from .client import Client
 from .events import Event
 from .files import EntryInfo, EntryList, FileStream, FilesystemEvent, WatchHandle, WriteInfo
+from .commands import CommandHandle, CommandResult, Commands, ProcessInfo
 from .errors import (
     AuthenticationError,
     FileNotFoundError,
@@ -34,6 +35,7 @@ from .errors import (
     TimeoutError,
     ValidationError,
 )
+from .pty import Pty, PtyHandle
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
 from .sandbox import Sandbox
 from .sessions import Sessions
@@ -48,6 +50,9 @@ __all__ = [
     "FileNotFoundError",
     "SandboxNotFoundError",
     "Client",
+    "CommandHandle",
+    "CommandResult",
+    "Commands",
     "ConflictError",
     "ConnectionError",
     "EntryInfo",
@@ -59,6 +64,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PoolStats",
+    "ProcessInfo",
+    "Pty",
+    "PtyHandle",
     "RateLimitError",
     "RetryPolicy",
     "Sandbox",

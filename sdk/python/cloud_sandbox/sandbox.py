@@ -13,6 +13,8 @@ from .files import Files
 from ._exec import Command, OutputCallback
 from .client import Client
 from .events import Event
+from .commands import Commands
+from .pty import Pty
 from .models import ExecutionResult, FileInfo, PoolStats, SandboxInfo, SessionInfo
 
 
@@ -204,6 +206,16 @@ class Sandbox:
     def session(self) -> Optional[SessionInfo]:
         """The session this sandbox belongs to, if it was bound with :meth:`from_session`."""
         return self._session
+
+    @property
+    def commands(self) -> "Commands":
+        """Foreground and background commands: ``run``, ``list``, ``connect``, ``kill`` (see :mod:`.commands`)."""
+        return Commands(self)
+
+    @property
+    def pty(self) -> "Pty":
+        """Programs on a pseudo-terminal: ``create``, ``connect``, ``resize`` (see :mod:`.pty`)."""
+        return Pty(self)
 
     def info(self) -> SandboxInfo:
         """Fetches the sandbox's current state from the server."""

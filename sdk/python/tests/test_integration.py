@@ -356,6 +356,115 @@ SERVER_LEEWAY = 30
 SHORT_TTL = 10
 
 
+class ProcessesTest(unittest.TestCase):
+    """sandbox.commands and sandbox.pty against real sandboxes."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = _client("procs")
+        cls.sb = cls.client.acquire()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.sb.close()
+        cls.client.close()
+
+    def until(self, read, want: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = read()
+            if want in text:
+                return text
+            time.sleep(0.05)
+        self.fail(f"{want!r} never appeared; got {read()!r}")
+
+    def test_run_in_the_foreground_returns_a_result(self) -> None:
+        result = self.sb.commands.run("echo fg; exit 3")
+        self.assertEqual((result.stdout, result.exit_code), ("fg\n", 3))
+
+    def test_background_web_server_answers_and_is_listed_then_killed(self) -> None:
+        self.sb.write_file("/workspace/www/index.html", "served")
+        lines: List[str] = []
+        server = self.sb.commands.run("python3 -m http.server 8123 --bind 127.0.0.1", background=True,
+                                      cwd="/workspace/www", tag="web", on_stderr=lines.append)
+        self.assertGreater(server.pid, 0)
+        fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8123/', timeout=5).read().decode())"
+        deadline = time.monotonic() + 20
+        while True:
+            got = self.sb.run_code(fetch)
+            if got.exit_code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(got.stdout, "served\n")
+        listed = {p.pid: p for p in self.sb.commands.list()}
+        self.assertIn(server.pid, listed)
+        self.assertEqual((listed[server.pid].tag, listed[server.pid].running), ("web", True))
+        self.until(lambda: "".join(lines), "GET / ")
+        self.assertTrue(server.kill())
+        result = server.wait(timeout=20)
+        self.assertEqual((result.exit_code, result.signal), (137, "SIGKILL"))
+        self.assertFalse(self.sb.commands.kill(server.pid))  # already ended
+
+    def test_send_stdin_to_cat_and_wait(self) -> None:
+        cat = self.sb.commands.run(["cat"], background=True, stdin=True)
+        cat.send_stdin("hello ")
+        cat.send_stdin("cat", close=True)
+        result = cat.wait(timeout=20)
+        self.assertEqual((result.stdout, result.exit_code), ("hello cat", 0))
+
+    def test_connect_replays_output_from_an_offset(self) -> None:
+        proc = self.sb.commands.run("echo one; sleep 0.5; echo two; sleep 0.5; echo three", background=True)
+        self.until(lambda: proc.stdout, "one\n")
+        seen = proc.offset
+        proc.disconnect()
+        again = self.sb.commands.connect(proc.pid, offset=seen)
+        result = again.wait(timeout=20)
+        self.assertEqual((result.stdout, result.exit_code), ("two\nthree\n", 0))
+        self.assertEqual(self.sb.commands.connect(proc.pid).wait(timeout=20).stdout, "one\ntwo\nthree\n")
+
+    def test_signal_is_reported(self) -> None:
+        proc = self.sb.commands.run(["sleep", "600"], background=True)
+        self.assertTrue(proc.kill("SIGTERM"))
+        result = proc.wait(timeout=20)
+        self.assertEqual((result.exit_code, result.signal, result.error), (143, "SIGTERM", "killed by SIGTERM"))
+        self.assertFalse(self.sb.commands.wait(proc.pid, timeout=1).running)
+
+    def test_pty_python_answers_typed_input_and_resize_changes_stty_size(self) -> None:
+        chunks: List[str] = []
+        term = self.sb.pty.create(rows=24, cols=80, cmd=["python3", "-q", "-i"], on_data=chunks.append)
+        self.until(lambda: "".join(chunks), ">>> ")
+        term.send_input("print(6 * 7)\n")
+        self.until(lambda: term.output, "42\r\n")
+        term.send_input("exit()\n")
+        self.assertEqual(term.wait(timeout=20).exit_code, 0)
+
+        shell = self.sb.pty.create(rows=24, cols=80, cmd=["sh"], envs={"PS1": "sh$ "})
+        self.until(lambda: shell.output, "sh$ ")
+        shell.resize(rows=33, cols=111)
+        shell.send_input("stty size\n")
+        self.until(lambda: shell.output, "33 111")
+        self.assertTrue(self.sb.pty.kill(shell.pid))
+        self.assertEqual(shell.wait(timeout=20).exit_code, 137)
+
+    def test_by_pid_calls_reach_a_process_another_handle_started(self) -> None:
+        term = self.sb.pty.create(rows=10, cols=40, cmd=["sh"], envs={"PS1": "sh$ "}, tag="by-pid")
+        term.disconnect()
+        info = self.sb.commands.get(term.pid)
+        self.assertEqual((info.pty, info.tag, info.running, info.survives_pause), (True, "by-pid", True, True))
+        again = self.sb.pty.connect(term.pid)
+        self.until(lambda: again.output, "sh$ ")
+        self.sb.pty.resize(term.pid, rows=12, cols=34)
+        self.sb.pty.send_stdin(term.pid, "stty size; exit\n")
+        self.assertEqual(again.wait(timeout=20).exit_code, 0)
+        self.assertIn("12 34", again.output)
+
+        cat = self.sb.commands.run("cat; echo done", background=True, stdin=True)
+        self.sb.commands.send_stdin(cat.pid, "x" * 100000)  # over one request's bound: sent in chunks
+        cat.close_stdin()
+        result = cat.wait(timeout=20)
+        self.assertEqual((len(result.stdout), result.stdout[-5:]), (100005, "done\n"))
+
+
 class TokenExpiryTest(unittest.TestCase):
     """Short-lived access tokens (ACCESS_TOKEN_TTL=3 from run_integration.sh): a client keeps
     working past its access token's expiry, by refreshing ahead of it or after a 401."""

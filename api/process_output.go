@@ -1,0 +1,78 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
+)
+
+// handleProcessOutput relays the agent's output events as they come. Once
+// the 200 header is out, a failure can only be reported in-band, as an
+// "error" event; the client reconnects from the last "end" it saw.
+func (s *Server) handleProcessOutput(w http.ResponseWriter, r *http.Request) error {
+	pid, err := pidParam(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var offset int64
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
+			return errBadRequest("offset must be a byte offset of 0 or more")
+		}
+	}
+	follow := true
+	if v := q.Get("follow"); v != "" {
+		if follow, err = strconv.ParseBool(v); err != nil {
+			return errBadRequest("follow must be true or false")
+		}
+	}
+	_, pa, err := s.processTarget(r, q.Get("sandbox_id"))
+	if err != nil {
+		return err
+	}
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	var mu sync.Mutex
+	started := false
+	emit := func(v any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	errClient := errors.New("client gone")
+	err = pa.ProcessOutput(r.Context(), pid, offset, follow, func(ev agent.ProcessEvent) error {
+		if emit(ev) != nil {
+			return errClient
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		if !started { // nothing held and not following: an empty stream
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+		}
+		return nil
+	case errors.Is(err, errClient), r.Context().Err() != nil:
+		return nil
+	case !started:
+		return agentFailure(err)
+	}
+	e := classify(agentFailure(err))
+	_ = emit(map[string]any{"type": "error", "data": e.Msg, "code": e.Code})
+	return nil
+}
