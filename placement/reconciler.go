@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
@@ -148,49 +149,7 @@ func New(cfg Config, driver Driver, apply Applier, state State) *Reconciler {
 // until ctx ends. leaderCh delivers leadership changes; isLeader is the
 // current value, read once at start.
 func (r *Reconciler) Lead(ctx context.Context, isLeader bool, leaderCh <-chan bool) {
-	var (
-		cancel context.CancelFunc
-		done   chan struct{}
-	)
-	stop := func() {
-		if cancel != nil {
-			cancel()
-			<-done
-			cancel = nil
-		}
-	}
-	start := func() {
-		if cancel != nil {
-			return
-		}
-		var tctx context.Context
-		tctx, cancel = context.WithCancel(ctx)
-		done = make(chan struct{})
-		go func() {
-			defer close(done)
-			r.Run(tctx)
-		}()
-	}
-	if isLeader {
-		start()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			stop()
-			return
-		case leader, ok := <-leaderCh:
-			if !ok {
-				stop()
-				return
-			}
-			if leader {
-				start()
-			} else {
-				stop()
-			}
-		}
-	}
+	cluster.RunWhileLeader(ctx, isLeader, leaderCh, r.Run)
 }
 
 // Run reconciles for one term, until ctx ends (leadership lost or
