@@ -27,6 +27,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	running map[int]struct{} // process groups of execs in flight
+
+	contexts *contextManager // stateful code contexts (contexts.go)
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -63,6 +65,7 @@ func NewServer(cfg ServerConfig) *Server {
 			s.zygote = newZygote(s.log, s.spawn, env, pathEnv, s.devNull)
 		}
 	}
+	s.contexts = newContextManager(s)
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -84,6 +87,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /files/mkdir", s.auth(s.handleMkdir))
 	mux.Handle("GET /files/archive", s.auth(s.handleDownload))
 	mux.Handle("PUT /files/archive", s.auth(s.handleUpload))
+	s.contextRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -102,6 +106,7 @@ func (s *Server) Serve(l net.Listener) error {
 // ends, then kills every exec still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	s.contexts.close()
 	s.Signal(syscall.SIGKILL)
 	if s.zygote != nil {
 		s.zygote.close()
