@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,13 +34,13 @@ const (
 
 // runnerMsg is one message of the runner (context_runner.py describes the wire).
 type runnerMsg struct {
-	T       string       `json:"t"` // ready, out, err, done
-	D       string       `json:"d"`
-	Cut     bool         `json:"cut"`
+	T       string       `json:"t"` // ready, done
 	PID     int          `json:"pid"`
+	Mark    string       `json:"mark"`
 	N       int          `json:"n"`
 	Results []CodeOutput `json:"results"`
 	Error   *CodeError   `json:"error"`
+	Marked  []int        `json:"marked"`
 }
 
 // runnerProc is one running interpreter of a context.
@@ -52,13 +53,17 @@ type runnerProc struct {
 	exited chan struct{}
 	status syscall.WaitStatus
 
+	// out and err read the runner's fd 1 and 2 until every writer is gone.
+	out, err *outputPipe
+
 	mu   sync.Mutex
 	sink *cellSink // the cell in flight, nil between cells
 	wmu  sync.Mutex
 }
 
-// cellSink collects one cell's output as the runner forwards it.
+// cellSink collects one cell's output as the pipes deliver it.
 type cellSink struct {
+	mu             sync.Mutex // the two pipes add concurrently; onOutput sees one at a time
 	stdout, stderr capture
 	onOutput       outputFunc
 	done           chan runnerMsg // the runner's "done", once
@@ -69,14 +74,13 @@ func newCellSink(max int64, onOutput outputFunc) *cellSink {
 }
 
 // add keeps what fits under the cap and passes it on to a stream.
-func (c *cellSink) add(stream string, cp *capture, data string, cut bool) {
-	if cut {
-		cp.truncated = true
+func (c *cellSink) add(stream string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := &c.stdout
+	if stream == EventStderr {
+		cp = &c.stderr
 	}
-	if data == "" {
-		return
-	}
-	b := []byte(data)
 	if room := cp.max - int64(len(cp.buf)); int64(len(b)) > room {
 		b = b[:max(room, 0)]
 		cp.truncated = true
@@ -86,7 +90,7 @@ func (c *cellSink) add(stream string, cp *capture, data string, cut bool) {
 	}
 	cp.keep(b)
 	if c.onOutput != nil {
-		c.onOutput(stream, string(b))
+		c.onOutput(stream, strings.ToValidUTF8(string(b), "\uFFFD"))
 	}
 }
 
@@ -103,26 +107,29 @@ func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, err
 	mine := os.NewFile(uintptr(fds[0]), "context")
 	theirs := os.NewFile(uintptr(fds[1]), "context-runner")
 	defer closeAll(theirs)
-	logR, logW, err := os.Pipe()
-	if err != nil {
-		closeAll(mine)
-		return nil, fmt.Errorf("context log pipe: %w", err)
+	var pipes [6]*os.File // log, stdout, stderr: read and write ends
+	for i := 0; i < len(pipes); i += 2 {
+		if pipes[i], pipes[i+1], err = os.Pipe(); err != nil {
+			closeAll(append([]*os.File{mine}, pipes[:i]...)...)
+			return nil, fmt.Errorf("context pipe: %w", err)
+		}
 	}
+	logR, logW, outR, outW, errR, errW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5]
 	if s.devNull == nil {
-		closeAll(mine, logR, logW)
+		closeAll(append([]*os.File{mine}, pipes[:]...)...)
 		return nil, errors.New("context runner: no /dev/null")
 	}
-	null := s.devNull.Fd()
 	attr := &syscall.ProcAttr{
 		Dir:   cwd,
 		Env:   env,
-		Files: []uintptr{null, null, logW.Fd(), theirs.Fd()},
+		Files: []uintptr{s.devNull.Fd(), outW.Fd(), errW.Fd(), theirs.Fd(), logW.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
 	pid, done, err := s.spawn.start(python, []string{python, "-c", contextRunnerScript}, attr)
-	closeAll(logW)
+	// The child has its copies; ours must go so that EOF comes when it exits.
+	closeAll(logW, outW, errW)
 	if err != nil {
-		closeAll(mine, logR)
+		closeAll(mine, logR, outR, errR)
 		return nil, fmt.Errorf("start %s: %w", python, err)
 	}
 	markUserProcess(s.log, pid)
@@ -135,13 +142,21 @@ func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, err
 	}()
 	go s.logRunnerStderr(logR, pid)
 
-	ready := make(chan error, 1)
+	ready := make(chan runnerMsg, 1)
 	go rp.read(ready)
+	var m runnerMsg
 	select {
-	case err = <-ready:
+	case m = <-ready:
+		if m.T != "ready" || len(m.Mark) < 16 {
+			err = fmt.Errorf("first message %q, want ready with a mark", m.T)
+		}
+	case <-rp.dead:
+		err = fmt.Errorf("it ended before it was ready")
 	case <-time.After(runnerReadyTimeout):
 		err = fmt.Errorf("no answer within %s", runnerReadyTimeout)
 	}
+	rp.out = newOutputPipe(outR, EventStdout, []byte(m.Mark), rp.currentSink)
+	rp.err = newOutputPipe(errR, EventStderr, []byte(m.Mark), rp.currentSink)
 	if err != nil {
 		rp.kill()
 		return nil, fmt.Errorf("context runner start: %w", err)
@@ -159,49 +174,45 @@ func (s *Server) logRunnerStderr(r *os.File, pid int) {
 	}
 }
 
-// read dispatches the runner's messages until its socket closes: output to
-// the cell in flight (dropped between cells: a background process's), and
-// the cell's end. The first message must be "ready".
-func (rp *runnerProc) read(ready chan<- error) {
+// read dispatches the runner's messages until its socket closes: the first
+// ("ready") to ready, each cell's "done" to the cell in flight.
+func (rp *runnerProc) read(ready chan<- runnerMsg) {
 	defer close(rp.dead)
 	defer closeAll(rp.conn)
 	r := bufio.NewReaderSize(rp.conn, readChunk)
-	first := true
-	for {
+	for first := true; ; first = false {
 		m, err := readRunnerMsg(r)
 		if err != nil {
-			if first {
-				ready <- err
-			}
 			return
 		}
 		if first {
-			first = false
-			if m.T != "ready" {
-				ready <- fmt.Errorf("first message %q, want ready", m.T)
-				return
-			}
-			ready <- nil
+			ready <- m
 			continue
 		}
-		rp.mu.Lock()
-		sink := rp.sink
-		rp.mu.Unlock()
-		if sink == nil {
-			continue
-		}
-		switch m.T {
-		case "out":
-			sink.add(EventStdout, &sink.stdout, m.D, m.Cut)
-		case "err":
-			sink.add(EventStderr, &sink.stderr, m.D, m.Cut)
-		case "done":
+		if sink := rp.currentSink(); sink != nil && m.T == "done" {
 			select {
 			case sink.done <- m:
 			default:
 			}
 		}
 	}
+}
+
+// pipe is the reader of the runner's fd 1 or 2.
+func (rp *runnerProc) pipe(fd int) *outputPipe {
+	switch fd {
+	case 1:
+		return rp.out
+	case 2:
+		return rp.err
+	}
+	return nil
+}
+
+func (rp *runnerProc) currentSink() *cellSink {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return rp.sink
 }
 
 func readRunnerMsg(r io.Reader) (runnerMsg, error) {
@@ -254,7 +265,7 @@ func (rp *runnerProc) interrupt() {
 }
 
 // kill ends the runner and everything in its process group, and waits
-// (bounded) until it is reaped.
+// (bounded) until it is reaped and its output read.
 func (rp *runnerProc) kill() {
 	_ = syscall.Kill(-rp.pid, syscall.SIGKILL)
 	select {
@@ -265,6 +276,18 @@ func (rp *runnerProc) kill() {
 	case <-rp.dead:
 	case <-time.After(runnerKillTimeout):
 		_ = rp.conn.Close()
+	}
+	rp.drain()
+}
+
+// drain waits until the output pipes have delivered what the dead runner
+// wrote. Only a descendant that left the group (setsid) can hold them open
+// longer, and it is cut off after drainGrace.
+func (rp *runnerProc) drain() {
+	for _, p := range []*outputPipe{rp.out, rp.err} {
+		if p != nil {
+			p.close(drainGrace)
+		}
 	}
 }
 

@@ -5,20 +5,21 @@
 #
 # Wire: every message is a 4-byte big-endian length and a JSON object.
 #   agent -> runner  {"code": str, "max_output": int}
-#   runner -> agent  {"t": "ready", "pid": int}
-#                    {"t": "out"|"err", "d": str}          output as it comes
-#                    {"t": "done", "results": [...], "error": {...}|null, "n": int}
+#   runner -> agent  {"t": "ready", "pid": int, "mark": str}
+#                    {"t": "done", "results": [...], "error": {...}|null, "n": int,
+#                     "marked": [fd, ...]}   the fds the end-of-cell mark went to
 #
-# Output: fd 1 and 2 are pipes of this process, read by one thread each and
-# forwarded; sys.stdout/sys.stderr write straight to them, so print() and the
-# output of subprocesses arrive in the order they were written. At the end of
-# a cell a secret marker is written to both pipes: once the readers have seen
-# it, everything the cell wrote before has been forwarded.
-import ast, base64, builtins, codecs, json, linecache, os, signal, struct, sys, threading, traceback, types
+# Output: fd 1 and 2 are pipes the agent reads, like an exec's; sys.stdout
+# and sys.stderr write straight to them, so print() and the output of
+# subprocesses arrive in the order they were written, and what a cell wrote
+# before the interpreter died is not lost. At the end of a cell a marker
+# (random per interpreter) is written to both pipes: once the agent has read
+# it, it has everything the cell wrote before.
+import ast, base64, builtins, json, linecache, os, signal, struct, sys, traceback, types
 
 _SOCK_FD = 3
-_CHUNK = 32 << 10
-_MARK = os.urandom(16).hex().encode()
+_DIAG_FD = 4  # the agent's log: the runner's own failures, never a cell's output
+_MARK = os.urandom(16).hex()
 _REPRS = [  # (method, MIME type, binary?)
     ("_repr_html_", "text/html", False),
     ("_repr_markdown_", "text/markdown", False),
@@ -29,16 +30,16 @@ _REPRS = [  # (method, MIME type, binary?)
     ("_repr_json_", "application/json", None),
 ]
 
-_send_lock = threading.Lock()
-os.set_inheritable(_SOCK_FD, False)  # a cell's os.fork()/os.system() must not hold it
+# A cell's os.fork() or os.system() must not hold them.
+os.set_inheritable(_SOCK_FD, False)
+os.set_inheritable(_DIAG_FD, False)
 _sock = os.fdopen(_SOCK_FD, "r+b", buffering=0)
 _running = False  # a cell is executing: SIGINT interrupts it
 
 
 def _send(msg):
     b = json.dumps(msg, ensure_ascii=False).encode("utf-8", "replace")
-    with _send_lock:
-        _sock.write(struct.pack(">I", len(b)) + b)
+    _sock.write(struct.pack(">I", len(b)) + b)
 
 
 def _recv():
@@ -57,61 +58,6 @@ def _read_exact(n):
             return None
         buf += b
     return buf
-
-
-class _Pump(threading.Thread):
-    """Forwards what is written to one fd; notices the end-of-cell marker."""
-
-    def __init__(self, fd, kind):
-        super().__init__(daemon=True)
-        self.r, w = os.pipe()
-        os.dup2(w, fd)
-        os.close(w)
-        self.kind = kind
-        self.seen = threading.Event()
-        self.budget = 0  # bytes the current cell may still forward from this fd
-
-    def run(self):
-        dec = codecs.getincrementaldecoder("utf-8")("replace")
-        tail = b""
-        while True:
-            try:
-                data = os.read(self.r, _CHUNK)
-            except InterruptedError:
-                continue
-            if not data:
-                return
-            data = tail + data
-            tail = b""
-            i = data.find(_MARK)
-            if i >= 0:
-                self._forward(dec.decode(data[:i], final=True))
-                data = data[i + len(_MARK):]
-                self.seen.set()
-                if data:
-                    self._forward(dec.decode(data))
-                continue
-            # Hold back what could be the start of a marker cut by the read.
-            keep = len(_MARK) - 1
-            for k in range(min(keep, len(data)), 0, -1):
-                if _MARK.startswith(data[-k:]):
-                    tail, data = data[-k:], data[:-k]
-                    break
-            self._forward(dec.decode(data))
-
-    def _forward(self, text):
-        if not text:
-            return
-        # The agent enforces the cap; this only spares it the traffic.
-        if self.budget <= 0:
-            _send({"t": self.kind, "d": "", "cut": True})
-            return
-        b = text.encode("utf-8", "replace")
-        cut = len(b) > self.budget
-        if cut:
-            text = b[:self.budget].decode("utf-8", "ignore")
-        self.budget -= len(b)
-        _send({"t": self.kind, "d": text, "cut": cut})
 
 
 def _on_sigint(signum, frame):
@@ -194,29 +140,24 @@ def _run(ns, code, n, max_output):
     return results, err
 
 
-def _end_of_cell(pumps):
+def _end_of_cell():
+    """Flushes the cell's output and marks its end on each fd; returns the fds marked."""
     for f in (sys.stdout, sys.stderr):
         try:
             f.flush()
         except BaseException:
             pass
-    for p in pumps:
-        p.seen.clear()
+    marked = []
+    for fd in (1, 2):
         try:
-            os.write(1 if p.kind == "out" else 2, _MARK)
+            os.write(fd, _MARK.encode())
+            marked.append(fd)
         except OSError:
-            continue  # the cell closed the fd; nothing more can come from it
-        p.seen.wait(2.0)
-
-
-_diag = [2]  # where the runner's own failures go: the agent's log, not a cell's stderr
+            pass  # the cell closed or replaced the fd; the agent does not wait for it
+    return marked
 
 
 def main():
-    _diag[0] = os.dup(2)
-    pumps = [_Pump(1, "out"), _Pump(2, "err")]
-    for p in pumps:
-        p.start()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -231,7 +172,7 @@ def main():
     if "" not in sys.path:
         sys.path.insert(0, "")  # the cwd, as in an interactive interpreter
     ns = main_mod.__dict__
-    _send({"t": "ready", "pid": os.getpid()})
+    _send({"t": "ready", "pid": os.getpid(), "mark": _MARK})
     n = 0
     while True:
         req = _recv()
@@ -239,18 +180,18 @@ def main():
             return  # the agent closed the socket: the context is deleted
         n += 1
         max_output = int(req.get("max_output") or (4 << 20))
-        for p in pumps:
-            p.budget = max_output
+        marked = []
         try:
             results, err = _run(ns, req.get("code", ""), n, max_output)
-            _end_of_cell(pumps)
+            marked = _end_of_cell()
         except BaseException as e:  # an interrupt that landed in our own code
             results, err = [], _error(e)
-        _send({"t": "done", "results": results, "error": err, "n": n})
+            marked = _end_of_cell()
+        _send({"t": "done", "results": results, "error": err, "n": n, "marked": marked})
 
 
 try:
     main()
 except BaseException:
-    os.write(_diag[0], traceback.format_exc().encode())
+    os.write(_DIAG_FD, traceback.format_exc().encode())
     raise

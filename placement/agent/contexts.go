@@ -314,6 +314,11 @@ func (m *contextManager) run(ctx context.Context, id string, req RunCodeRequest,
 	for {
 		select {
 		case msg := <-sink.done:
+			for _, fd := range msg.Marked {
+				if p := rp.pipe(fd); p != nil && !p.awaitMark() {
+					m.s.log.Debug("agent: cell's end mark not read in time", "context", id, "fd", fd)
+				}
+			}
 			res.Results, res.Error, res.ExecutionCount = msg.Results, msg.Error, msg.N
 			if res.Results == nil {
 				res.Results = []CodeOutput{}

@@ -188,7 +188,7 @@ func TestContextInterpreterDeathRestarts(t *testing.T) {
 	a := startAgent(t, ServerConfig{})
 	c := newContext(t, a, ContextRequest{})
 	res := runCell(t, a, c.ID, "import os\nprint('bye', flush=True)\nos._exit(3)", 0)
-	if res.Error == nil || res.Error.Name != ErrNameContextDied || !res.Restarted || !strings.Contains(res.Error.Value, "exit status 3") {
+	if res.Error == nil || res.Error.Name != ErrNameContextDied || !res.Restarted || res.Stdout != "bye\n" || !strings.Contains(res.Error.Value, "exit status 3") {
 		t.Fatalf("dying cell: %+v (error %+v)", res, res.Error)
 	}
 	if res := runCell(t, a, c.ID, "2 * 21", 0); mainText(res) != "42" {
