@@ -76,6 +76,8 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
 					s.withDeadline(s.execBudget, handlerFunc(s.handleExecuteStream)))
+				// Stateful code contexts (contexts.go).
+				r.Route("/contexts", s.contextRoutes)
 
 				r.Method(http.MethodPut, "/files", handlerFunc(s.handleWriteFile))
 				r.Method(http.MethodGet, "/files", handlerFunc(s.handleListFiles))
