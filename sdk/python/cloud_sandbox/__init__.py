@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 from ._transport import RetryPolicy
 from .client import Client
+from .code_context import Context, Execution, ExecutionError, Logs, Result
 from .errors import (
     AuthenticationError,
     ConflictError,
@@ -43,12 +44,17 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "Context",
+    "Execution",
+    "ExecutionError",
     "ExecutionResult",
     "FileInfo",
+    "Logs",
     "NotFoundError",
     "PermissionDeniedError",
     "PoolStats",
     "RateLimitError",
+    "Result",
     "RetryPolicy",
     "Sandbox",
     "SandboxError",
