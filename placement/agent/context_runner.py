@@ -100,16 +100,20 @@ def _bundle(value, max_text):
     return data
 
 
-def _error(e):
+def _error(e, limit):
     tb = e.__traceback__
     if tb is not None:
         tb = tb.tb_next  # drop _run's own frame: the user sees their cell only
-    lines = traceback.format_exception(type(e), e, tb)
+    try:
+        text = "".join(traceback.format_exception(type(e), e, tb))
+    except BaseException as fe:
+        text = "<traceback failed: %s>" % type(fe).__name__
     try:
         value = str(e)
     except BaseException:
         value = "<str failed>"
-    return {"name": type(e).__name__, "value": value, "traceback": "".join(lines)}
+    # Bounded like the output: an exception can carry any amount of text.
+    return {"name": type(e).__name__, "value": value[:limit], "traceback": text[-limit:]}
 
 
 def _run(ns, code, n, max_output):
@@ -136,7 +140,7 @@ def _run(ns, code, n, max_output):
         finally:
             _running = False
     except BaseException as e:
-        err = _error(e)
+        err = _error(e, max_output)
     return results, err
 
 
@@ -185,7 +189,7 @@ def main():
             results, err = _run(ns, req.get("code", ""), n, max_output)
             marked = _end_of_cell()
         except BaseException as e:  # an interrupt that landed in our own code
-            results, err = [], _error(e)
+            results, err = [], _error(e, max_output)
             marked = _end_of_cell()
         _send({"t": "done", "results": results, "error": err, "n": n, "marked": marked})
 

@@ -290,6 +290,10 @@ func TestContextOutputCapped(t *testing.T) {
 	if got := mainText(res); len(got) != 1000 {
 		t.Errorf("value text %d bytes, want cut to 1000", len(got))
 	}
+	res, err = a.client.RunCode(ctxT(t), c.ID, RunCodeRequest{Code: "raise ValueError('x' * 100000)", MaxOutputBytes: 1000})
+	if err != nil || res.Error == nil || len(res.Error.Value) != 1000 || len(res.Error.Traceback) > 1000 {
+		t.Fatalf("huge exception: %v %+v; want value and traceback cut to 1000 bytes", err, res)
+	}
 	// The next cell has its own budget.
 	if res := runCell(t, a, c.ID, "print('ok')", 0); res.Stdout != "ok\n" || res.StdoutTruncated {
 		t.Fatalf("next cell: %+v", res)
