@@ -258,10 +258,11 @@ func (s *Server) parseRunContext(r *http.Request) (agent.RunCodeRequest, error) 
 	return agent.RunCodeRequest{Code: *req.Code, Timeout: timeout, MaxOutputBytes: s.cfg.MaxOutputBytes}, nil
 }
 
-// runContext bounds the agent call: the cell's timeout, the interrupt's
-// grace and a restart, plus room to answer.
+// runContext bounds the agent call: the cell's timeout, then at worst the
+// interrupt's grace (2 s), a kill (bounded at 20 s) and a new interpreter's
+// start (bounded at 10 s), plus room to answer.
 func runContext(ctx context.Context, req agent.RunCodeRequest) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, req.Timeout+30*time.Second)
+	return context.WithTimeout(ctx, req.Timeout+45*time.Second)
 }
 
 func (s *Server) handleRunContext(w http.ResponseWriter, r *http.Request) error {

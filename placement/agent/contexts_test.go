@@ -318,3 +318,34 @@ func TestContextStream(t *testing.T) {
 	_, err = a.client.RunCodeStream(ctxT(t), "nope", RunCodeRequest{Code: "1"}, nil)
 	wantAgentError(t, err, http.StatusNotFound)
 }
+
+func TestContextCellsQueue(t *testing.T) {
+	a := startAgent(t, ServerConfig{})
+	c := newContext(t, a, ContextRequest{})
+	runCell(t, a, c.ID, "log = []", 0)
+	first := make(chan *RunCodeResult, 1)
+	go func() {
+		res, err := a.client.RunCode(ctxT(t), c.ID, RunCodeRequest{Code: "import time\nlog.append('slow start')\ntime.sleep(0.3)\nlog.append('slow end')"})
+		if err != nil {
+			t.Error(err)
+		}
+		first <- res
+	}()
+	// Wait until the slow cell runs, then send one more: it must wait its turn.
+	deadline := time.Now().Add(10 * time.Second)
+	for mainText(logLength(t, a, c.ID)) == "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow cell never started")
+		}
+	}
+	res := runCell(t, a, c.ID, "list(log)", 0)
+	<-first
+	if got := mainText(res); got != "['slow start', 'slow end']" {
+		t.Fatalf("second cell saw %s: cells of one context overlapped", got)
+	}
+}
+
+// logLength runs a cell that reads how long the log is: "1" would mean it ran inside the slow cell.
+func logLength(t *testing.T, a *testAgent, id string) *RunCodeResult {
+	return runCell(t, a, id, "len(log)", 0)
+}
