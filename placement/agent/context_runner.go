@@ -46,7 +46,14 @@ type runnerMsg struct {
 // runnerProc is one running interpreter of a context.
 type runnerProc struct {
 	pid  int
-	conn *os.File // our end of the socketpair
+	conn *os.File // what the runner answers on (python: the socketpair; bash: its status pipe)
+	in   *os.File // what the agent sends cells on (python: the socketpair; bash: its stdin)
+	// sendCell hands one cell to the runner; cleanup runs once the cell ended.
+	sendCell func(code string, maxOut int64) (cleanup func(), err error)
+	// group: an interrupt goes to the whole process group (bash, as Ctrl-C
+	// would), not to the interpreter alone (python: the cell's children
+	// are left to it).
+	group bool
 	// dead closes once the runner's socket is closed: it exited, or was killed.
 	dead chan struct{}
 	// exited closes once the process is reaped; status is then set.
@@ -94,12 +101,52 @@ func (c *cellSink) add(stream string, b []byte) {
 	}
 }
 
-// startRunner starts the context's interpreter the way an exec starts a
-// process: the same spawner (own process group, reaped), the context's
-// merged environment, the sandbox user and write containment inherited from
-// the agent, and the OOM killer's first choice.
-func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, error) {
+// spawnContext starts a context's process the way an exec starts one: the
+// same spawner (own process group, reaped), the context's merged
+// environment, the sandbox user and write containment inherited from the
+// agent, and the OOM killer's first choice. fd 1 and 2 are pipes the agent
+// reads for the process's whole life; fd0, fd3 and fd4 (when not nil) are
+// the caller's.
+func (s *Server) spawnContext(path string, argv []string, cwd string, env []string, fd0, fd3, fd4 *os.File) (rp *runnerProc, outR, errR *os.File, err error) {
 	startMemoryGuard(s.log)
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("context stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(outR, outW)
+		return nil, nil, nil, fmt.Errorf("context stderr pipe: %w", err)
+	}
+	files := []uintptr{fd0.Fd(), outW.Fd(), errW.Fd(), fd3.Fd()}
+	if fd4 != nil {
+		files = append(files, fd4.Fd())
+	}
+	attr := &syscall.ProcAttr{Dir: cwd, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}}
+	pid, done, err := s.spawn.start(path, argv, attr)
+	// The child has its copies; ours must go so that EOF comes when it exits.
+	closeAll(outW, errW)
+	if err != nil {
+		closeAll(outR, errR)
+		return nil, nil, nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	markUserProcess(s.log, pid)
+	s.track(pid, true)
+	rp = &runnerProc{pid: pid, dead: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		rp.status = <-done
+		s.track(pid, false)
+		close(rp.exited)
+	}()
+	return rp, outR, errR, nil
+}
+
+// startRunner starts a python context: context_runner.py with the agent's
+// socket on fd 3 and the agent's log on fd 4.
+func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, error) {
+	if s.devNull == nil {
+		return nil, errors.New("context runner: no /dev/null")
+	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("context socketpair: %w", err)
@@ -107,40 +154,22 @@ func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, err
 	mine := os.NewFile(uintptr(fds[0]), "context")
 	theirs := os.NewFile(uintptr(fds[1]), "context-runner")
 	defer closeAll(theirs)
-	var pipes [6]*os.File // log, stdout, stderr: read and write ends
-	for i := 0; i < len(pipes); i += 2 {
-		if pipes[i], pipes[i+1], err = os.Pipe(); err != nil {
-			closeAll(append([]*os.File{mine}, pipes[:i]...)...)
-			return nil, fmt.Errorf("context pipe: %w", err)
-		}
-	}
-	logR, logW, outR, outW, errR, errW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5]
-	if s.devNull == nil {
-		closeAll(append([]*os.File{mine}, pipes[:]...)...)
-		return nil, errors.New("context runner: no /dev/null")
-	}
-	attr := &syscall.ProcAttr{
-		Dir:   cwd,
-		Env:   env,
-		Files: []uintptr{s.devNull.Fd(), outW.Fd(), errW.Fd(), theirs.Fd(), logW.Fd()},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	}
-	pid, done, err := s.spawn.start(python, []string{python, "-c", contextRunnerScript}, attr)
-	// The child has its copies; ours must go so that EOF comes when it exits.
-	closeAll(logW, outW, errW)
+	logR, logW, err := os.Pipe()
 	if err != nil {
-		closeAll(mine, logR, outR, errR)
-		return nil, fmt.Errorf("start %s: %w", python, err)
+		closeAll(mine)
+		return nil, fmt.Errorf("context log pipe: %w", err)
 	}
-	markUserProcess(s.log, pid)
-	s.track(pid, true)
-	rp := &runnerProc{pid: pid, conn: mine, dead: make(chan struct{}), exited: make(chan struct{})}
-	go func() {
-		rp.status = <-done
-		s.track(pid, false)
-		close(rp.exited)
-	}()
-	go s.logRunnerStderr(logR, pid)
+	rp, outR, errR, err := s.spawnContext(python, []string{python, "-c", contextRunnerScript}, cwd, env, s.devNull, theirs, logW)
+	closeAll(logW)
+	if err != nil {
+		closeAll(mine, logR)
+		return nil, err
+	}
+	rp.conn, rp.in = mine, mine
+	rp.sendCell = func(code string, maxOut int64) (func(), error) {
+		return func() {}, rp.send(map[string]any{"code": code, "max_output": maxOut})
+	}
+	go s.logRunnerStderr(logR, rp.pid)
 
 	ready := make(chan runnerMsg, 1)
 	go rp.read(ready)
@@ -246,7 +275,7 @@ func (rp *runnerProc) send(v any) error {
 	frame = append(frame, body...)
 	rp.wmu.Lock()
 	defer rp.wmu.Unlock()
-	if _, err := rp.conn.Write(frame); err != nil {
+	if _, err := rp.in.Write(frame); err != nil {
 		return fmt.Errorf("send to runner: %w", err)
 	}
 	return nil
@@ -258,10 +287,15 @@ func (rp *runnerProc) setSink(s *cellSink) {
 	rp.mu.Unlock()
 }
 
-// interrupt raises KeyboardInterrupt in the cell: SIGINT to the runner
-// alone, so the processes the cell started are not hit.
+// interrupt stops the cell: in python, SIGINT to the interpreter alone
+// raises KeyboardInterrupt and leaves the processes the cell started alone;
+// in bash, SIGINT to the group is a Ctrl-C.
 func (rp *runnerProc) interrupt() {
-	_ = syscall.Kill(rp.pid, syscall.SIGINT)
+	pid := rp.pid
+	if rp.group {
+		pid = -pid
+	}
+	_ = syscall.Kill(pid, syscall.SIGINT)
 }
 
 // kill ends the runner and everything in its process group, and waits
@@ -271,6 +305,9 @@ func (rp *runnerProc) kill() {
 	select {
 	case <-rp.exited:
 	case <-time.After(runnerKillTimeout):
+	}
+	if rp.in != rp.conn {
+		closeAll(rp.in)
 	}
 	select {
 	case <-rp.dead:

@@ -300,7 +300,9 @@ func (m *contextManager) run(ctx context.Context, id string, req RunCodeRequest,
 		res.DurationMs = time.Since(began).Milliseconds()
 		return res
 	}
-	if err := rp.send(map[string]any{"code": req.Code, "max_output": maxOut}); err != nil {
+	cleanup, err := rp.sendCell(req.Code, maxOut)
+	defer cleanup()
+	if err != nil {
 		m.dropProc(cc, rp)
 		res.Restarted = true
 		res.Error = &CodeError{Name: ErrNameContextDied, Value: "the interpreter could not take the cell (" + err.Error() + "); the context was restarted and its state is lost"}
