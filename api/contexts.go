@@ -155,8 +155,8 @@ func (s *Server) handleCreateContext(w http.ResponseWriter, r *http.Request) err
 	if lang == "" {
 		lang = "python"
 	}
-	if lang != "python" {
-		return errUnprocessable("language %q is not supported for code contexts; use python", lang)
+	if lang != "python" && lang != "bash" {
+		return errUnprocessable("language %q is not supported for code contexts; use python or bash", lang)
 	}
 	areq := agent.ContextRequest{Language: lang, Env: req.Env}
 	if req.Cwd != "" {

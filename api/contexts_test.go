@@ -230,3 +230,21 @@ func TestContextsAPIStream(t *testing.T) {
 		t.Fatalf("events %q, result %+v", types, last)
 	}
 }
+
+func TestContextsAPIBash(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("alice", "")
+	r := e.call("POST", "/api/v1/contexts", tok, map[string]any{"sandbox_id": e.acquire(tok), "language": "bash"})
+	expect(t, r, http.StatusCreated, "")
+	id := r.str("id")
+	if r.str("language") != "bash" {
+		t.Fatalf("created %s", r.raw)
+	}
+	e.run(tok, id, "COUNT=2; double() { echo $((COUNT * 2)); }", 0)
+	if c := e.run(tok, id, "double", 0); c.Stdout != "4\n" || c.Error != nil {
+		t.Fatalf("second cell: %+v", c)
+	}
+	if c := e.run(tok, id, "exit_with() { return $1; }; exit_with 3", 0); c.Error == nil || c.Error.Name != "ExitStatus" || c.Error.Value != "exit status 3" {
+		t.Fatalf("non-zero status: %+v", c.Error)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -54,6 +55,8 @@ type runnerProc struct {
 	// would), not to the interpreter alone (python: the cell's children
 	// are left to it).
 	group bool
+	// sent numbers the cells handed to a bash runner.
+	sent atomic.Int64
 	// dead closes once the runner's socket is closed: it exited, or was killed.
 	dead chan struct{}
 	// exited closes once the process is reaped; status is then set.

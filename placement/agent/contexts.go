@@ -46,7 +46,7 @@ func newContextManager(s *Server) *contextManager {
 // codeContext is one context: its settings, and the interpreter now serving it.
 type codeContext struct {
 	info   ContextInfo
-	python string
+	interp string // the interpreter's path
 	env    []string
 	sem    chan struct{} // held by the cell in flight
 
@@ -54,6 +54,18 @@ type codeContext struct {
 	proc    *runnerProc // nil: not running; the next cell starts one
 	lost    bool        // the interpreter ended between cells: the next result says restarted
 	deleted bool
+}
+
+// contextInterpreters are the languages a context can run, and the
+// interpreter each needs in the image.
+var contextInterpreters = map[string]string{"python": "python3", "bash": "bash"}
+
+// startContextProc starts a context's interpreter for lang.
+func (s *Server) startContextProc(lang, path, cwd string, env []string) (*runnerProc, error) {
+	if lang == "bash" {
+		return s.startBashRunner(path, cwd, env)
+	}
+	return s.startRunner(path, cwd, env)
 }
 
 func errContextNotFound(id string) *Error {
@@ -66,8 +78,9 @@ func (m *contextManager) create(req ContextRequest) (*ContextInfo, error) {
 	if lang == "" || lang == "python3" {
 		lang = "python"
 	}
-	if lang != "python" {
-		return nil, errUnprocessable("code contexts support language python, not %q", req.Language)
+	interp, ok := contextInterpreters[lang]
+	if !ok {
+		return nil, errUnprocessable("code contexts support languages python and bash, not %q", req.Language)
 	}
 	cwd := req.Cwd
 	if cwd == "" {
@@ -83,9 +96,9 @@ func (m *contextManager) create(req ContextRequest) (*ContextInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	python, ok := lookPath("python3", pathEnv, cwd)
+	path, ok := lookPath(interp, pathEnv, cwd)
 	if !ok {
-		return nil, errUnprocessable("language python: interpreter python3 is not installed in this sandbox image")
+		return nil, errUnprocessable("language %s: interpreter %s is not installed in this sandbox image", lang, interp)
 	}
 	var raw [4]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -93,7 +106,7 @@ func (m *contextManager) create(req ContextRequest) (*ContextInfo, error) {
 	}
 	cc := &codeContext{
 		info:   ContextInfo{ID: hex.EncodeToString(raw[:]), Language: lang, Cwd: cwd, CreatedAt: time.Now().UTC()},
-		python: python,
+		interp: path,
 		env:    env,
 		sem:    make(chan struct{}, 1),
 	}
@@ -112,7 +125,7 @@ func (m *contextManager) create(req ContextRequest) (*ContextInfo, error) {
 	m.ctxs[cc.info.ID] = cc
 	m.mu.Unlock()
 
-	proc, err := m.s.startRunner(python, cwd, env)
+	proc, err := m.s.startContextProc(lang, path, cwd, env)
 	if err != nil {
 		m.mu.Lock()
 		delete(m.ctxs, cc.info.ID)
@@ -222,7 +235,7 @@ func (m *contextManager) proc(cc *codeContext) (rp *runnerProc, restarted bool, 
 			return rp, false, nil
 		}
 	}
-	rp, err = m.s.startRunner(cc.python, cc.info.Cwd, cc.env)
+	rp, err = m.s.startContextProc(cc.info.Language, cc.interp, cc.info.Cwd, cc.env)
 	if err != nil {
 		return nil, false, err
 	}

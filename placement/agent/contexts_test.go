@@ -349,3 +349,57 @@ func TestContextCellsQueue(t *testing.T) {
 func logLength(t *testing.T, a *testAgent, id string) *RunCodeResult {
 	return runCell(t, a, id, "len(log)", 0)
 }
+
+func TestBashContext(t *testing.T) {
+	a := startAgent(t, ServerConfig{})
+	c := newContext(t, a, ContextRequest{Language: "bash", Env: map[string]string{"GREETING": "hi"}})
+	if c.Language != "bash" {
+		t.Fatalf("language %q", c.Language)
+	}
+	other := t.TempDir()
+	cells := []struct {
+		name, code             string
+		wantStdout, wantStderr string
+		wantErr                string // CodeError.Name, "" for none
+	}{
+		{"variables and cd", "X=41; cd " + other, "", "", ""},
+		{"functions and exports", "f() { echo $((X + 1)); }\nexport Y=exported\ndeclare -a arr=(a b c)", "", "", ""},
+		{"all of it kept", "f; pwd; echo $Y ${#arr[@]} $GREETING", "42\n" + other + "\nexported 3 hi\n", "", ""},
+		{"non-zero status", "echo out; echo err >&2; false", "out\n", "err\n", bashExitStatusError},
+		{"stdin is empty", "cat; echo after", "after\n", "", ""},
+		{"no trailing newline", "printf partial", "partial", "", ""},
+	}
+	for _, tt := range cells {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runCell(t, a, c.ID, tt.code, 0)
+			gotErr := ""
+			if res.Error != nil {
+				gotErr = res.Error.Name
+			}
+			if res.Stdout != tt.wantStdout || res.Stderr != tt.wantStderr || gotErr != tt.wantErr || len(res.Results) != 0 {
+				t.Fatalf("stdout %q stderr %q error %+v results %+v; want %q %q %q", res.Stdout, res.Stderr, res.Error, res.Results, tt.wantStdout, tt.wantStderr, tt.wantErr)
+			}
+		})
+	}
+
+	for _, loop := range []string{"while true; do sleep 0.05; done", "while :; do :; done"} {
+		res := runCell(t, a, c.ID, "echo started; "+loop, time.Second)
+		if !res.TimedOut || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.Restarted || res.Stdout != "started\n" {
+			t.Fatalf("%q on timeout: %+v (error %+v); want interrupted, state kept", loop, res, res.Error)
+		}
+		if res := runCell(t, a, c.ID, "f", 0); res.Stdout != "42\n" {
+			t.Fatalf("after interrupting %q: %+v", loop, res)
+		}
+	}
+
+	res := runCell(t, a, c.ID, "echo bye; exit 3", 0)
+	if res.Error == nil || res.Error.Name != ErrNameContextDied || !res.Restarted || res.Stdout != "bye\n" {
+		t.Fatalf("exit: %+v (error %+v)", res, res.Error)
+	}
+	if res := runCell(t, a, c.ID, "echo ${X:-gone}", 0); res.Stdout != "gone\n" || res.Error != nil {
+		t.Fatalf("after exit: %+v (error %+v); want a fresh shell", res, res.Error)
+	}
+	if _, err := os.Stat(a.workdir + "/.bash_history"); !os.IsNotExist(err) {
+		t.Errorf("the shell left a history file in HOME (%v)", err)
+	}
+}

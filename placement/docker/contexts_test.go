@@ -86,6 +86,21 @@ func TestCodeContextsInSandbox(t *testing.T) {
 		}
 	})
 
+	t.Run("bash keeps shell state and stops on interrupt", func(t *testing.T) {
+		id := create(t, agent.ContextRequest{Language: "bash"})
+		run(t, id, "cd /tmp; N=6; twice() { echo $((N * 2)); }", 0)
+		if res := run(t, id, "twice; pwd; id -u", 0); res.Stdout != "12\n/tmp\n1000\n" || res.Error != nil {
+			t.Errorf("bash cells: %+v (error %+v)", res, res.Error)
+		}
+		res := run(t, id, "sleep 300", time.Second)
+		if !res.TimedOut || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || res.Restarted {
+			t.Errorf("sleep on timeout: %+v (error %+v)", res, res.Error)
+		}
+		if res := run(t, id, "twice", 0); res.Stdout != "12\n" {
+			t.Errorf("after the interrupt: %+v", res)
+		}
+	})
+
 	t.Run("contexts are independent; restart clears; delete kills its processes", func(t *testing.T) {
 		a := create(t, agent.ContextRequest{Env: map[string]string{"WHO": "a"}})
 		b := create(t, agent.ContextRequest{Cwd: "/tmp"})

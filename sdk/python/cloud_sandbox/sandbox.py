@@ -195,14 +195,13 @@ class Sandbox:
         context's interpreter, which keeps its state between calls, and the answer
         is an :class:`~cloud_sandbox.code_context.Execution` (``results``, ``logs``,
         ``error``, ``text``); a timeout interrupts the code (``KeyboardInterrupt``)
-        and the context stays usable. ``env``, ``cwd`` and ``stdin`` belong to the
-        context then (set them when creating it), so passing them is an error.
+        and the context stays usable. The language, ``env`` and ``cwd`` are the
+        context's (set when it is created): ``language`` is ignored, and passing
+        ``env``, ``cwd`` or ``stdin`` is an error.
         """
         if context is not None:
             if env is not None or cwd is not None or stdin is not None:
                 raise ValueError("env, cwd and stdin are set when the code context is created, not per run")
-            if language not in ("python", "python3"):
-                raise ValueError(f"code contexts run python, not {language!r}")
             return code_context.run(self._client, context, code, timeout, on_stdout, on_stderr)
         body = _exec.exec_body(self.sandbox_id, code=code, language=language, timeout=timeout,
                                env=env, cwd=cwd, stdin=stdin)
@@ -212,8 +211,9 @@ class Sandbox:
 
     def create_code_context(self, language: str = "python", *, cwd: Optional[str] = None,
                             envs: Optional[Mapping[str, str]] = None) -> Context:
-        """Starts a code context: an interpreter whose variables, imports and functions
-        persist across ``run_code(..., context=ctx)`` calls. At most 16 per sandbox."""
+        """Starts a code context: an interpreter (``python``, or ``bash``) whose variables,
+        imports and functions persist across ``run_code(..., context=ctx)`` calls.
+        At most 16 per sandbox."""
         return code_context.create(self._client, self.sandbox_id, language, cwd, envs)
 
     def list_code_contexts(self) -> List[Context]:

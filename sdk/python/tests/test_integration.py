@@ -375,6 +375,18 @@ class CodeContextTest(unittest.TestCase):
         self.assertEqual(e.stdout, "one\ntwo\n")
         self.assertEqual(e.text, "3")
 
+    def test_bash_context_keeps_shell_state(self) -> None:
+        ctx = self.context(language="bash")
+        self.assertEqual(ctx.language, "bash")
+        self.sb.run_code("cd /tmp && export STAGE=build && greet() { echo \"hello $1\"; }", context=ctx)
+        e = self.sb.run_code("greet \"$STAGE\"; pwd", context=ctx)
+        self.assertEqual(e.stdout, "hello build\n/tmp\n")
+        self.assertIsNone(e.error)
+        failed = self.sb.run_code("ls /no/such/dir", context=ctx)
+        assert failed.error is not None
+        self.assertEqual(failed.error.name, "ExitStatus")
+        self.assertIn("No such file", failed.stderr)
+
     def test_flat_run_code_is_unchanged(self) -> None:
         result = self.sb.run_code("x = 1\nprint(x + 1)")
         self.assertIsInstance(result, cs.ExecutionResult)
