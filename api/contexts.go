@@ -36,8 +36,8 @@ type contextAgent interface {
 // (create, list, restart, delete): an interpreter start is ~30 ms.
 const contextCallTimeout = 30 * time.Second
 
-// languageContext labels context cells in the execution metrics.
-const languageContext = "python_context"
+// languageContext labels context cells (python and bash) in the execution metrics.
+const languageContext = "context"
 
 // contextRoutes mounts /api/v1/contexts.
 func (s *Server) contextRoutes(r chi.Router) {
