@@ -113,6 +113,7 @@ func (s *Server) sendBashCell(rp *runnerProc, n int, code string) (func(), error
 	}
 	line := "__cs_n=" + strconv.Itoa(n) + "; . '" + f.Name() + "' </dev/null\n"
 	rp.wmu.Lock()
+	_ = rp.in.SetWriteDeadline(time.Now().Add(runnerReadyTimeout)) // a wedged shell is restarted
 	_, err = rp.in.Write([]byte(line))
 	rp.wmu.Unlock()
 	if err != nil {

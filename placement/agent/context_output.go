@@ -106,8 +106,13 @@ func (p *outputPipe) awaitMark() bool {
 }
 
 // close waits at most grace for the writers to finish, then stops reading.
+// A reader stuck handing output to a streaming client that does not read
+// is left to end with that client's connection.
 func (p *outputPipe) close(grace time.Duration) {
 	_ = p.f.SetReadDeadline(time.Now().Add(grace))
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(grace + markWait):
+	}
 	_ = p.f.Close()
 }

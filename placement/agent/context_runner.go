@@ -154,6 +154,12 @@ func (s *Server) startRunner(python, cwd string, env []string) (*runnerProc, err
 	if err != nil {
 		return nil, fmt.Errorf("context socketpair: %w", err)
 	}
+	// Non-blocking, so the runtime's poller serves it: reads end when it is
+	// closed, and a send to a wedged runner can time out.
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		closeAll(os.NewFile(uintptr(fds[0]), ""), os.NewFile(uintptr(fds[1]), ""))
+		return nil, fmt.Errorf("context socketpair: %w", err)
+	}
 	mine := os.NewFile(uintptr(fds[0]), "context")
 	theirs := os.NewFile(uintptr(fds[1]), "context-runner")
 	defer closeAll(theirs)
@@ -278,6 +284,10 @@ func (rp *runnerProc) send(v any) error {
 	frame = append(frame, body...)
 	rp.wmu.Lock()
 	defer rp.wmu.Unlock()
+	// The runner reads between cells; one that does not take a cell within
+	// the start-up bound is wedged, and the caller restarts it.
+	_ = rp.in.SetWriteDeadline(time.Now().Add(runnerReadyTimeout))
+	defer func() { _ = rp.in.SetWriteDeadline(time.Time{}) }()
 	if _, err := rp.in.Write(frame); err != nil {
 		return fmt.Errorf("send to runner: %w", err)
 	}
