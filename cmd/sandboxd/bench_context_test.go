@@ -13,7 +13,8 @@ import (
 // BenchmarkContextRun prints the warm latency of a code context cell through
 // the REST API of a live sandboxd beside the raw Docker operation a user
 // would otherwise pay, `docker exec python3 -c 'print(1)'`, and beside a
-// flat /execute of the same code (a fresh process forked from the zygote).
+// flat /execute of the same code (a fresh process forked from the zygote),
+// and a bash context's cell beside `docker exec bash -c`.
 // Medians; the rows run round robin so outside load hits them alike.
 //
 //	go test ./cmd/sandboxd -run '^$' -bench ContextRun -benchtime 200x
@@ -34,6 +35,10 @@ func BenchmarkContextRun(b *testing.B) {
 		ID string `json:"id"`
 	}
 	c.do("POST", "/api/v1/contexts", map[string]any{"sandbox_id": sb.SandboxID}, 201, &cc)
+	var shell struct {
+		ID string `json:"id"`
+	}
+	c.do("POST", "/api/v1/contexts", map[string]any{"sandbox_id": sb.SandboxID, "language": "bash"}, 201, &shell)
 	raw := rawContainer(b, ctx, dc, cluster+"-raw")
 
 	var res struct {
@@ -52,6 +57,10 @@ func BenchmarkContextRun(b *testing.B) {
 		func() error {
 			return c.call("POST", "/api/v1/execute", map[string]any{"sandbox_id": sb.SandboxID, "code": "print(1)", "language": "python"}, nil)
 		},
+		func() error {
+			return c.call("POST", "/api/v1/contexts/"+shell.ID+"/run", map[string]any{"code": "echo 1"}, nil)
+		},
+		func() error { return dockerExec(ctx, dc, raw, "bash", "-c", "echo 1") },
 	})
 	if b.N == 1 {
 		return // the framework's probe run; the table comes with the real count
@@ -64,6 +73,7 @@ func BenchmarkContextRun(b *testing.B) {
 	}
 	row("context run print(1) (warm)", ms(rows[0]), "docker exec python3 -c print(1)", ms(rows[1]))
 	row("execute python print(1) (no context)", ms(rows[2]), "docker exec python3 -c print(1)", ms(rows[1]))
+	row("bash context run echo 1 (warm)", ms(rows[3]), "docker exec bash -c 'echo 1'", ms(rows[4]))
 	fmt.Fprint(os.Stdout, out.String())
 	b.ReportMetric(ms(rows[0]), "context_p50_ms")
 	b.ReportMetric(ms(rows[1]), "docker_exec_p50_ms")
