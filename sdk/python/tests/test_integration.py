@@ -326,9 +326,7 @@ class CodeContextTest(unittest.TestCase):
     def test_timeout_interrupts_the_cell_and_the_context_stays_usable(self) -> None:
         ctx = self.context()
         self.sb.run_code("kept = 'yes'", context=ctx)
-        started = time.monotonic()
         e = self.sb.run_code("import time\nwhile True:\n    time.sleep(0.1)", context=ctx, timeout=2)
-        self.assertLess(time.monotonic() - started, 30)
         self.assertTrue(e.timed_out)
         assert e.error is not None
         self.assertEqual(e.error.name, "KeyboardInterrupt")
