@@ -74,6 +74,7 @@ type runnerProc struct {
 // cellSink collects one cell's output as the pipes deliver it.
 type cellSink struct {
 	mu             sync.Mutex // the two pipes add concurrently; onOutput sees one at a time
+	sealed         bool       // the cell's result is being read: add keeps nothing more
 	stdout, stderr capture
 	onOutput       outputFunc
 	done           chan runnerMsg // the runner's "done", once
@@ -87,6 +88,9 @@ func newCellSink(max int64, onOutput outputFunc) *cellSink {
 func (c *cellSink) add(stream string, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.sealed {
+		return
+	}
 	cp := &c.stdout
 	if stream == EventStderr {
 		cp = &c.stderr
@@ -142,6 +146,14 @@ func (s *Server) spawnContext(path string, argv []string, cwd string, env []stri
 		close(rp.exited)
 	}()
 	return rp, outR, errR, nil
+}
+
+// seal ends the cell's output: a pipe that took the sink before it was
+// detached adds nothing after this, so the captures can be read.
+func (c *cellSink) seal() {
+	c.mu.Lock()
+	c.sealed = true
+	c.mu.Unlock()
 }
 
 // startRunner starts a python context: context_runner.py with the agent's

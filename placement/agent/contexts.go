@@ -54,6 +54,9 @@ type codeContext struct {
 	proc    *runnerProc // nil: not running; the next cell starts one
 	lost    bool        // the interpreter ended between cells: the next result says restarted
 	deleted bool
+	// restarting: a restart request killed the interpreter; the cell in
+	// flight leaves starting the next one to it.
+	restarting bool
 }
 
 // contextInterpreters are the languages a context can run, and the
@@ -189,6 +192,8 @@ func (m *contextManager) restart(ctx context.Context, id string) (*ContextInfo, 
 	if err != nil {
 		return nil, err
 	}
+	cc.setRestarting(true)
+	defer cc.setRestarting(false)
 	cc.kill()
 	select {
 	case cc.sem <- struct{}{}:
@@ -205,6 +210,12 @@ func (m *contextManager) restart(ctx context.Context, id string) (*ContextInfo, 
 	cc.mu.Unlock()
 	info := cc.info
 	return &info, nil
+}
+
+func (cc *codeContext) setRestarting(on bool) {
+	cc.mu.Lock()
+	cc.restarting = on
+	cc.mu.Unlock()
 }
 
 // kill ends the context's interpreter, if any; the next cell starts another.
@@ -308,6 +319,8 @@ func (m *contextManager) run(ctx context.Context, id string, req RunCodeRequest,
 	defer rp.setSink(nil)
 	res := &RunCodeResult{Restarted: restarted, Results: []CodeOutput{}}
 	finish := func() *RunCodeResult {
+		rp.setSink(nil)
+		sink.seal() // what a background process writes from now on is not this cell's
 		res.Stdout, res.Stderr = sink.stdout.text(), sink.stderr.text()
 		res.StdoutTruncated, res.StderrTruncated = sink.stdout.truncated, sink.stderr.truncated
 		res.DurationMs = time.Since(began).Milliseconds()
@@ -345,11 +358,16 @@ func (m *contextManager) run(ctx context.Context, id string, req RunCodeRequest,
 		case <-rp.dead:
 			// The interpreter ended mid-cell; what it printed first is kept.
 			why := rp.describeExit()
-			if cc.isDeleted() {
+			deleted, restarting := cc.state()
+			if deleted {
 				return nil, errContextNotFound(id)
 			}
-			m.dropProc(cc, rp)
 			res.Restarted = true
+			if restarting {
+				res.Error = &CodeError{Name: ErrNameContextDied, Value: "the context was restarted while the cell ran; its state is lost"}
+				return finish(), ctx.Err()
+			}
+			m.dropProc(cc, rp)
 			res.Error = &CodeError{Name: ErrNameContextDied, Value: "the interpreter ended during the cell (" + why + "); the context was restarted and its state is lost"}
 			return finish(), ctx.Err()
 		case <-timer.C:
@@ -371,10 +389,10 @@ func (m *contextManager) run(ctx context.Context, id string, req RunCodeRequest,
 	}
 }
 
-func (cc *codeContext) isDeleted() bool {
+func (cc *codeContext) state() (deleted, restarting bool) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return cc.deleted
+	return cc.deleted, cc.restarting
 }
 
 // close kills every context; the agent is stopping.
