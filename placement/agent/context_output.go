@@ -9,8 +9,9 @@ import (
 
 // markWait bounds the wait for a cell's end-of-cell mark on a pipe: the
 // mark is written right after the cell, so only a cell that left a child
-// writing a flood, or that replaced its fd without closing it, is slower.
-const markWait = 2 * time.Second
+// writing a flood, or that replaced its fd without closing it, is slower
+// (or a loaded machine: generous, it costs nothing when the mark comes).
+const markWait = 5 * time.Second
 
 // outputPipe reads one output fd (1 or 2) of a context's interpreter for
 // the interpreter's whole life, handing what it reads to the cell in flight

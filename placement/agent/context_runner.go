@@ -27,6 +27,10 @@ const (
 	runnerReadyTimeout = 10 * time.Second
 	// runnerKillTimeout bounds the wait for a SIGKILLed runner to be reaped.
 	runnerKillTimeout = 10 * time.Second
+	// runnerReapWait bounds the wait for the status of a runner whose
+	// socket closed: it has exited, and the spawner reaps it at once, but
+	// a loaded machine can take its time.
+	runnerReapWait = 5 * time.Second
 	// runnerMaxMessage bounds one message from the runner: a cell's final
 	// value in every representation at the largest output cap, plus framing.
 	// The runner is sandbox code: a bigger frame kills it, not the agent.
@@ -357,7 +361,7 @@ func (rp *runnerProc) drain() {
 func (rp *runnerProc) describeExit() string {
 	select {
 	case <-rp.exited:
-	case <-time.After(time.Second):
+	case <-time.After(runnerReapWait):
 		return "its socket closed"
 	}
 	ws := rp.status
