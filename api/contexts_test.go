@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
 
 // cell is the part of a run answer the tests look at.
@@ -247,4 +249,30 @@ func TestContextsAPIBash(t *testing.T) {
 	if c := e.run(tok, id, "exit_with() { return $1; }; exit_with 3", 0); c.Error == nil || c.Error.Name != "ExitStatus" || c.Error.Value != "exit status 3" {
 		t.Fatalf("non-zero status: %+v", c.Error)
 	}
+}
+
+func TestContextsAPILimit(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("alice", "")
+	sb := e.acquire(tok)
+	for i := 0; i < agent.MaxContexts; i++ {
+		e.newContextAPI(tok, sb, nil)
+	}
+	r := e.call("POST", "/api/v1/contexts", tok, map[string]any{"sandbox_id": sb})
+	expect(t, r, http.StatusConflict, codeConflict)
+	if !strings.Contains(r.str("error"), "16 code contexts") {
+		t.Fatalf("error %q does not say the bound", r.str("error"))
+	}
+	// Deleting one makes room again.
+	var list struct {
+		Contexts []struct {
+			ID string `json:"id"`
+		} `json:"contexts"`
+	}
+	r = e.call("GET", "/api/v1/contexts?sandbox_id="+sb, tok, nil)
+	if err := json.Unmarshal(r.raw, &list); err != nil || len(list.Contexts) != agent.MaxContexts {
+		t.Fatalf("list: %v %s", err, r.raw)
+	}
+	expect(t, e.call("DELETE", "/api/v1/contexts/"+list.Contexts[0].ID, tok, nil), http.StatusOK, "")
+	e.newContextAPI(tok, sb, nil)
 }
