@@ -66,13 +66,16 @@ def _on_sigint(signum, frame):
     # Between cells a late interrupt has nothing to stop.
 
 
-def _bundle(value, max_text):
+def _bundle(value, room):
+    """The value's representations by MIME type, each kept only if it fits in room[0]."""
     data = {}
     try:
         text = repr(value)
     except BaseException as e:
         text = "<repr failed: %s: %s>" % (type(e).__name__, e)
-    data["text/plain"] = text[:max_text]
+    text = text[:max(min(room[0], _max_text[0]), 0)]  # the repr is always there, cut if it must be
+    room[0] -= len(text)
+    data["text/plain"] = text
     for meth, mime, binary in _REPRS:
         fn = getattr(value, meth, None)
         if fn is None or isinstance(value, type) or not callable(fn):
@@ -95,8 +98,9 @@ def _bundle(value, max_text):
             out = out.decode("ascii")
         else:
             out = str(out)
-        if len(out) <= max_text:
+        if len(out) <= min(room[0], _max_text[0]):
             data[mime] = out
+            room[0] -= len(out)
     return data
 
 
@@ -116,11 +120,27 @@ def _error(e, limit):
     return {"name": type(e).__name__, "value": value[:limit], "traceback": text[-limit:]}
 
 
+_shown = []  # the results of the cell in flight: display()ed values, then the final one
+# Bytes of representations the cell may still return: all its results
+# together stay within 8 times its output cap, the bound the agent reads.
+_room = [0]
+_max_text = [0]  # the most one representation may take: the cell's output cap
+
+
+def display(*objs):
+    """Shows each object as a result of the cell, as IPython's display() does."""
+    for obj in objs:
+        _shown.append({"data": _bundle(obj, _room), "is_main_result": False})
+
+
 def _run(ns, code, n, max_output):
     global _running
     name = "<cell-%d>" % n
     linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-    results, err = [], None
+    _shown.clear()
+    _room[0] = 8 * max_output
+    _max_text[0] = max_output
+    results, err = _shown, None
     try:
         try:
             tree = ast.parse(code, name, "exec")
@@ -136,7 +156,7 @@ def _run(ns, code, n, max_output):
                 _running = False
                 if value is not None:
                     ns["_"] = value
-                    results.append({"data": _bundle(value, max_output), "is_main_result": True})
+                    results.append({"data": _bundle(value, _room), "is_main_result": True})
         finally:
             _running = False
     except BaseException as e:
@@ -171,6 +191,7 @@ def main():
     signal.signal(signal.SIGINT, _on_sigint)
     main_mod = types.ModuleType("__main__")
     main_mod.__dict__["__builtins__"] = builtins
+    builtins.display = display  # E2B and notebook code call it without importing it
     sys.modules["__main__"] = main_mod
     sys.argv = [""]
     if "" not in sys.path:

@@ -84,6 +84,7 @@ func TestContextResults(t *testing.T) {
 		{"stderr", "import sys\nsys.stderr.write('warn\\n')\nNone", nil, "", "warn\n"},
 		{"subprocess output in order", "import os\nprint('a', flush=True)\nos.system('echo b; echo c >&2')\nprint('d')", nil, "a\nb\nd\n", "c\n"},
 		{"no trailing newline", "print('partial', end='')", nil, "partial", ""},
+		{"unicode", "print('héllo ✓')\n'ü'", map[string]string{"text/plain": "'ü'"}, "héllo ✓\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -397,5 +398,27 @@ func TestBashContext(t *testing.T) {
 	}
 	if _, err := os.Stat(a.workdir + "/.bash_history"); !os.IsNotExist(err) {
 		t.Errorf("the shell left a history file in HOME (%v)", err)
+	}
+}
+
+func TestContextDisplay(t *testing.T) {
+	a := startAgent(t, ServerConfig{})
+	c := newContext(t, a, ContextRequest{})
+	res := runCell(t, a, c.ID, "class H:\n    def _repr_html_(self): return '<i>h</i>'\ndisplay(1, H())\nprint('between')\n'last'", 0)
+	if res.Error != nil || len(res.Results) != 3 || res.Stdout != "between\n" {
+		t.Fatalf("display: %+v (error %+v), want two shown values and the final one", res.Results, res.Error)
+	}
+	want := []struct {
+		mime, data string
+		main       bool
+	}{{"text/plain", "1", false}, {"text/html", "<i>h</i>", false}, {"text/plain", "'last'", true}}
+	for i, w := range want {
+		if got := res.Results[i]; got.Data[w.mime] != w.data || got.IsMainResult != w.main {
+			t.Errorf("result %d = %+v, want %s %q main %t", i, got, w.mime, w.data, w.main)
+		}
+	}
+	// The next cell starts with no results of its own.
+	if res := runCell(t, a, c.ID, "x = 1", 0); len(res.Results) != 0 {
+		t.Errorf("next cell results %+v", res.Results)
 	}
 }
