@@ -82,22 +82,22 @@ def _bundle(value, room):
             continue
         try:
             out = fn()
-        except BaseException:
-            continue
-        if out is None:
-            continue
-        if isinstance(out, tuple):  # (data, metadata) as IPython allows
-            out = out[0]
-        if binary is None:
-            out = json.dumps(out)
-        elif binary:
-            if isinstance(out, str):
-                out = out.encode("ascii", "replace")  # already base64
+            if out is None:
+                continue
+            if isinstance(out, tuple):  # (data, metadata) as IPython allows
+                out = out[0]
+            if binary is None:
+                out = json.dumps(out)
+            elif binary:
+                if isinstance(out, str):
+                    out = out.encode("ascii", "replace")  # already base64
+                else:
+                    out = base64.b64encode(bytes(out))
+                out = out.decode("ascii")
             else:
-                out = base64.b64encode(bytes(out))
-            out = out.decode("ascii")
-        else:
-            out = str(out)
+                out = str(out)
+        except Exception:
+            continue  # a broken _repr_*_ costs that representation, not the cell
         if len(out) <= min(room[0], _max_text[0]):
             data[mime] = out
             room[0] -= len(out)

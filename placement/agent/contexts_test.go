@@ -84,6 +84,7 @@ func TestContextResults(t *testing.T) {
 		{"stderr", "import sys\nsys.stderr.write('warn\\n')\nNone", nil, "", "warn\n"},
 		{"subprocess output in order", "import os\nprint('a', flush=True)\nos.system('echo b; echo c >&2')\nprint('d')", nil, "a\nb\nd\n", "c\n"},
 		{"no trailing newline", "print('partial', end='')", nil, "partial", ""},
+		{"broken _repr_json_ costs only itself", "class J:\n    def _repr_json_(self): return object()\n    def __repr__(self): return 'J()'\nJ()", map[string]string{"text/plain": "J()"}, "", ""},
 		{"unicode", "print('héllo ✓')\n'ü'", map[string]string{"text/plain": "'ü'"}, "héllo ✓\n", ""},
 	}
 	for _, tt := range tests {
