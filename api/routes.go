@@ -72,12 +72,12 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodGet, "/egress/grants", handlerFunc(s.handleListEgressGrants))
 				r.Method(http.MethodPut, "/egress/grants/{subject}", handlerFunc(s.handlePutEgressGrant))
 				r.Method(http.MethodDelete, "/egress/grants/{subject}", handlerFunc(s.handleDeleteEgressGrant))
+				// Stateful code contexts (contexts.go).
+				r.Route("/contexts", s.contextRoutes)
 
 				r.Method(http.MethodPost, "/execute", s.withDeadline(s.execBudget, handlerFunc(s.handleExecute)))
 				r.With(s.limitStreams).Method(http.MethodPost, "/execute/stream",
 					s.withDeadline(s.execBudget, handlerFunc(s.handleExecuteStream)))
-				// Stateful code contexts (contexts.go).
-				r.Route("/contexts", s.contextRoutes)
 
 				r.Method(http.MethodPut, "/files", handlerFunc(s.handleWriteFile))
 				r.Method(http.MethodGet, "/files", handlerFunc(s.handleListFiles))

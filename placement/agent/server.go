@@ -77,6 +77,7 @@ func NewServer(cfg ServerConfig) *Server {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	s.contextRoutes(mux) // code contexts (context_handlers.go)
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.Handle("POST /exec", s.auth(s.handleExec))
 	mux.Handle("POST /exec/stream", s.auth(s.handleExecStream))
@@ -87,7 +88,6 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /files/mkdir", s.auth(s.handleMkdir))
 	mux.Handle("GET /files/archive", s.auth(s.handleDownload))
 	mux.Handle("PUT /files/archive", s.auth(s.handleUpload))
-	s.contextRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
