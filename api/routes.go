@@ -77,6 +77,8 @@ func (s *Server) routes() http.Handler {
 				r.Method(http.MethodGet, "/egress/grants", handlerFunc(s.handleListEgressGrants))
 				r.Method(http.MethodPut, "/egress/grants/{subject}", handlerFunc(s.handlePutEgressGrant))
 				r.Method(http.MethodDelete, "/egress/grants/{subject}", handlerFunc(s.handleDeleteEgressGrant))
+				// Stateful code contexts (contexts.go).
+				r.Route("/contexts", s.contextRoutes)
 
 				// Lifecycle events as Server-Sent Events (events.go).
 				r.With(s.limitStreams).Method(http.MethodGet, "/events", handlerFunc(s.handleEvents))

@@ -28,9 +28,10 @@ type Server struct {
 	mu      sync.Mutex
 	running map[int]struct{} // process groups of execs in flight
 
-	watchSlots *slots        // watch streams in flight
-	closing    chan struct{} // closed when Shutdown starts: ends watch streams
-	procs      *procTable    // background processes (procs.go)
+	watchSlots *slots          // watch streams in flight
+	closing    chan struct{}   // closed when Shutdown starts: ends watch streams
+	procs      *procTable      // background processes (procs.go)
+	contexts   *contextManager // stateful code contexts (contexts.go)
 }
 
 // NewServer builds a server; it panics on a config that Validate refuses,
@@ -70,6 +71,7 @@ func NewServer(cfg ServerConfig) *Server {
 			s.zygote = newZygote(s.log, s.spawn, env, pathEnv, s.devNull)
 		}
 	}
+	s.contexts = newContextManager(s)
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -85,6 +87,7 @@ func NewServer(cfg ServerConfig) *Server {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	s.contextRoutes(mux) // code contexts (context_handlers.go)
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.Handle("POST /exec", s.auth(s.handleExec))
 	mux.Handle("POST /exec/stream", s.auth(s.handleExecStream))
@@ -125,6 +128,7 @@ func (s *Server) Serve(l net.Listener) error {
 // ends, then kills every exec still running.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	s.contexts.close()
 	s.Signal(syscall.SIGKILL)
 	if s.zygote != nil {
 		s.zygote.close()

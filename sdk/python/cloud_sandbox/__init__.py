@@ -20,6 +20,7 @@ from .client import Client
 from .events import Event
 from .files import EntryInfo, EntryList, FileStream, FilesystemEvent, WatchHandle, WriteInfo
 from .commands import CommandHandle, CommandResult, Commands, ProcessInfo
+from .code_context import Context, Execution, ExecutionError, Logs, Result
 from .errors import (
     AuthenticationError,
     FileNotFoundError,
@@ -59,8 +60,12 @@ __all__ = [
     "EntryList",
     "FileStream",
     "FilesystemEvent",
+    "Context",
+    "Execution",
+    "ExecutionError",
     "ExecutionResult",
     "FileInfo",
+    "Logs",
     "NotFoundError",
     "PermissionDeniedError",
     "PoolStats",
@@ -68,6 +73,7 @@ __all__ = [
     "Pty",
     "PtyHandle",
     "RateLimitError",
+    "Result",
     "RetryPolicy",
     "Sandbox",
     "SandboxError",

@@ -8,9 +8,10 @@ import tarfile
 import threading
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Union, overload
 
-from . import _archive, _exec, errors
+from . import _archive, _exec, code_context, errors
 from .files import Files
 from ._exec import Command, OutputCallback
+from .code_context import Context, ContextLike, Execution
 from .client import Client
 from .events import Event
 from .commands import Commands
@@ -251,6 +252,18 @@ class Sandbox:
 
     # --- execution ------------------------------------------------------------------------
 
+    @overload
+    def run_code(self, code: str, language: str = ..., timeout: float = ..., *,
+                 env: Optional[Mapping[str, str]] = ..., cwd: Optional[str] = ..., stdin: Optional[str] = ...,
+                 on_stdout: Optional[OutputCallback] = ..., on_stderr: Optional[OutputCallback] = ...,
+                 context: None = ...) -> ExecutionResult: ...
+
+    @overload
+    def run_code(self, code: str, language: str = ..., timeout: float = ..., *,
+                 env: Optional[Mapping[str, str]] = ..., cwd: Optional[str] = ..., stdin: Optional[str] = ...,
+                 on_stdout: Optional[OutputCallback] = ..., on_stderr: Optional[OutputCallback] = ...,
+                 context: ContextLike) -> Execution: ...
+
     def run_code(
         self,
         code: str,
@@ -262,16 +275,50 @@ class Sandbox:
         stdin: Optional[str] = None,
         on_stdout: Optional[OutputCallback] = None,
         on_stderr: Optional[OutputCallback] = None,
-    ) -> ExecutionResult:
+        context: Optional[ContextLike] = None,
+    ) -> Union[ExecutionResult, Execution]:
         """Runs a snippet (``python``, ``bash`` or ``sh``) and returns its result.
 
         ``timeout`` (seconds, 1-300) bounds the run: past it the process is killed
         and the result has ``timed_out=True``. With ``on_stdout``/``on_stderr`` the
         output is streamed to the callbacks as it is produced.
+
+        With ``context`` (from :meth:`create_code_context`) the code runs in that
+        context's interpreter, which keeps its state between calls, and the answer
+        is an :class:`~cloud_sandbox.code_context.Execution` (``results``, ``logs``,
+        ``error``, ``text``); a timeout interrupts the code (``KeyboardInterrupt``)
+        and the context stays usable. The language, ``env`` and ``cwd`` are the
+        context's (set when it is created): ``language`` is ignored, and passing
+        ``env``, ``cwd`` or ``stdin`` is an error.
         """
+        if context is not None:
+            if env is not None or cwd is not None or stdin is not None:
+                raise ValueError("env, cwd and stdin are set when the code context is created, not per run")
+            return code_context.run(self._client, context, code, timeout, on_stdout, on_stderr)
         body = _exec.exec_body(self.sandbox_id, code=code, language=language, timeout=timeout,
                                env=env, cwd=cwd, stdin=stdin)
         return self._execute(body, timeout, on_stdout, on_stderr)
+
+    # --- code contexts (code_context.py) ---------------------------------------------------
+
+    def create_code_context(self, language: str = "python", *, cwd: Optional[str] = None,
+                            envs: Optional[Mapping[str, str]] = None) -> Context:
+        """Starts a code context: an interpreter (``python``, or ``bash``) whose variables,
+        imports and functions persist across ``run_code(..., context=ctx)`` calls.
+        At most 16 per sandbox."""
+        return code_context.create(self._client, self.sandbox_id, language, cwd, envs)
+
+    def list_code_contexts(self) -> List[Context]:
+        """Lists this sandbox's code contexts, oldest first."""
+        return code_context.list_contexts(self._client, self.sandbox_id)
+
+    def restart_code_context(self, context: ContextLike) -> Context:
+        """Gives the context a fresh interpreter: every name it defined is gone."""
+        return code_context.restart(self._client, context)
+
+    def remove_code_context(self, context: ContextLike) -> None:
+        """Deletes the context and ends its interpreter."""
+        code_context.remove(self._client, context)
 
     def run_command(
         self,

@@ -350,6 +350,132 @@ class SessionTest(unittest.TestCase):
             self.assertNotIn(s.session_id, [x.session_id for x in c.sessions.list()])
 
 
+class CodeContextTest(unittest.TestCase):
+    """Stateful code contexts against real sandboxes: what an E2B user relies on."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = _client("dora")
+        cls.sb = cls.client.acquire()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.sb.close()
+        cls.client.close()
+
+    def context(self, **kwargs: object) -> cs.Context:
+        ctx = self.sb.create_code_context(**kwargs)  # type: ignore[arg-type]
+        self.addCleanup(_quiet_remove, self.sb, ctx)
+        return ctx
+
+    def test_variables_imports_and_functions_persist_across_three_calls(self) -> None:
+        ctx = self.context()
+        first = self.sb.run_code("import math\nradius = 2", context=ctx)
+        second = self.sb.run_code("def area(r):\n    return round(math.pi * r * r, 2)", context=ctx)
+        third = self.sb.run_code("print('computing')\narea(radius)", context=ctx)
+        for e in (first, second, third):
+            self.assertIsNone(e.error, e.error)
+        self.assertEqual(third.text, "12.57")
+        self.assertEqual(third.logs.stdout, ["computing\n"])
+        self.assertEqual(third.execution_count, 3)
+
+    def test_an_exception_has_its_name_value_and_traceback(self) -> None:
+        ctx = self.context()
+        e = self.sb.run_code("def boom():\n    raise ValueError('bad input')\nboom()", context=ctx)
+        self.assertIsNotNone(e.error)
+        assert e.error is not None
+        self.assertEqual((e.error.name, e.error.value), ("ValueError", "bad input"))
+        self.assertIn("in boom", e.error.traceback)
+        self.assertIn("raise ValueError('bad input')", e.error.traceback)
+        self.assertEqual(e.results, [])
+
+    def test_final_expression_as_text_and_html(self) -> None:
+        ctx = self.context()
+        plain = self.sb.run_code("{'k': [1, 2]}", context=ctx)
+        self.assertEqual(plain.text, "{'k': [1, 2]}")
+        self.assertEqual(plain.results[0].formats(), ["text"])
+        rich = self.sb.run_code("class Card:\n    def _repr_html_(self):\n        return '<div>card</div>'\nCard()",
+                                context=ctx)
+        self.assertEqual(len(rich.results), 1)
+        self.assertEqual(rich.results[0].html, "<div>card</div>")
+        self.assertTrue(rich.results[0].is_main_result)
+        self.assertTrue((rich.text or "").startswith("<__main__.Card object"), rich.text)
+
+    def test_timeout_interrupts_the_cell_and_the_context_stays_usable(self) -> None:
+        ctx = self.context()
+        self.sb.run_code("kept = 'yes'", context=ctx)
+        e = self.sb.run_code("import time\nwhile True:\n    time.sleep(0.1)", context=ctx, timeout=2)
+        self.assertTrue(e.timed_out)
+        assert e.error is not None
+        self.assertEqual(e.error.name, "KeyboardInterrupt")
+        self.assertFalse(e.restarted)
+        self.assertEqual(self.sb.run_code("kept", context=ctx).text, "'yes'")
+
+    def test_two_contexts_are_independent(self) -> None:
+        a = self.context(envs={"ROLE": "a"})
+        b = self.context(cwd="/tmp", envs={"ROLE": "b"})
+        self.sb.run_code("x = 'only in a'", context=a)
+        missing = self.sb.run_code("x", context=b)
+        assert missing.error is not None
+        self.assertEqual(missing.error.name, "NameError")
+        probe = "import os\n(os.environ['ROLE'], os.getcwd())"
+        self.assertEqual(self.sb.run_code(probe, context=a).text, "('a', '/workspace')")
+        self.assertEqual(self.sb.run_code(probe, context=b).text, "('b', '/tmp')")
+        ids = [c.id for c in self.sb.list_code_contexts()]
+        self.assertIn(a.id, ids)
+        self.assertIn(b.id, ids)
+
+    def test_restart_clears_state(self) -> None:
+        ctx = self.context()
+        self.sb.run_code("state = 1", context=ctx)
+        again = self.sb.restart_code_context(ctx)
+        self.assertEqual(again.id, ctx.id)
+        e = self.sb.run_code("state", context=ctx)
+        assert e.error is not None
+        self.assertEqual(e.error.name, "NameError")
+
+    def test_run_after_remove_is_not_found(self) -> None:
+        ctx = self.sb.create_code_context()
+        self.sb.remove_code_context(ctx)
+        with self.assertRaises(cs.NotFoundError) as cm:
+            self.sb.run_code("1", context=ctx)
+        self.assertEqual(cm.exception.status, 404)
+        self.assertNotIn(ctx.id, [c.id for c in self.sb.list_code_contexts()])
+
+    def test_streamed_output_arrives_through_the_callbacks(self) -> None:
+        ctx = self.context()
+        seen: List[str] = []
+        e = self.sb.run_code("print('one', flush=True)\nimport time; time.sleep(0.2)\nprint('two')\n3",
+                             context=ctx, on_stdout=seen.append)
+        self.assertEqual("".join(seen), "one\ntwo\n")
+        self.assertEqual(e.stdout, "one\ntwo\n")
+        self.assertEqual(e.text, "3")
+
+    def test_bash_context_keeps_shell_state(self) -> None:
+        ctx = self.context(language="bash")
+        self.assertEqual(ctx.language, "bash")
+        self.sb.run_code("cd /tmp && export STAGE=build && greet() { echo \"hello $1\"; }", context=ctx)
+        e = self.sb.run_code("greet \"$STAGE\"; pwd", context=ctx)
+        self.assertEqual(e.stdout, "hello build\n/tmp\n")
+        self.assertIsNone(e.error)
+        failed = self.sb.run_code("ls /no/such/dir", context=ctx)
+        assert failed.error is not None
+        self.assertEqual(failed.error.name, "ExitStatus")
+        self.assertIn("No such file", failed.stderr)
+
+    def test_flat_run_code_is_unchanged(self) -> None:
+        result = self.sb.run_code("x = 1\nprint(x + 1)")
+        self.assertIsInstance(result, cs.ExecutionResult)
+        self.assertEqual((result.stdout, result.exit_code), ("2\n", 0))
+
+
+def _quiet_remove(sb: Sandbox, ctx: cs.Context) -> None:
+    try:
+        sb.remove_code_context(ctx)
+    except cs.SandboxError:
+        pass
+
+
 # The clock drift sandboxd allows when it checks exp (api/auth.go, jwt.WithLeeway).
 SERVER_LEEWAY = 30
 # run_integration.sh starts sandboxd with ACCESS_TOKEN_TTL=3; anything up to this works here.
