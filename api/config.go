@@ -116,6 +116,11 @@ type Config struct {
 	// a request that arrives while the node is still catching up at start.
 	IndexWaitTimeout time.Duration
 
+	// WebhookAllowPrivate (WEBHOOK_ALLOW_PRIVATE) lets webhooks reach
+	// loopback, private and link-local addresses: on in development mode,
+	// off in production unless set.
+	WebhookAllowPrivate bool
+
 	Logger *slog.Logger
 }
 
@@ -145,16 +150,18 @@ func DefaultConfig() Config {
 		ReadTimeout:        time.Minute,
 		// WriteTimeout 0: derived, 2 min or SANDBOX_READY_TIMEOUT + 30 s if
 		// longer, since any sandbox call may wait that long for a resume.
-		WriteTimeout:       0,
-		IdleTimeout:        2 * time.Minute,
-		TransferTimeout:    time.Hour,
-		MaxStreamsPerUser:  8,
-		RateLimitRPS:       50,
-		RateLimitBurst:     100,
-		TouchInterval:      10 * time.Second,
-		IndexWaitTimeout:   5 * time.Second,
-		DefaultIdleTimeout: 30 * time.Minute,
-		DefaultLifetime:    24 * time.Hour,
+		WriteTimeout:      0,
+		IdleTimeout:       2 * time.Minute,
+		TransferTimeout:   time.Hour,
+		MaxStreamsPerUser: 8,
+		RateLimitRPS:      50,
+		RateLimitBurst:    100,
+		TouchInterval:     10 * time.Second,
+		IndexWaitTimeout:  5 * time.Second,
+		// Development: a webhook receiver on this machine is the usual case.
+		WebhookAllowPrivate: true,
+		DefaultIdleTimeout:  30 * time.Minute,
+		DefaultLifetime:     24 * time.Hour,
 	}
 }
 
@@ -342,6 +349,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return fmt.Errorf("must be %q or %q", ModeDevelopment, ModeProduction)
 		}
 		c.Mode = v
+		c.WebhookAllowPrivate = v == ModeDevelopment
 		return nil
 	})
 	set("API_KEYS", func(v string) (e error) { c.APIKeys, e = ParseAPIKeys(v); return e })
@@ -379,6 +387,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.RateLimitBurst = int(n)
 		return perr
 	})
+	set("WEBHOOK_ALLOW_PRIVATE", func(v string) (e error) { c.WebhookAllowPrivate, e = strconv.ParseBool(v); return e })
 	if err != nil {
 		return Config{}, err
 	}

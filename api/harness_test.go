@@ -53,6 +53,8 @@ type env struct {
 	// base, when set, is the URL call sends to instead of http's (another
 	// node of the same cluster).
 	base string
+	// onNode, if set, is called with each node joinNodes adds.
+	onNode func(*cluster.Node, *fsm.FSM)
 }
 
 type envOption func(*Config, *fsmPool)

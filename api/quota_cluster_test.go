@@ -31,6 +31,9 @@ func (e *env) joinNodes(n int) []string {
 			e.t.Fatalf("open follower: %v", err)
 		}
 		e.t.Cleanup(func() { _ = node.Close() })
+		if e.onNode != nil {
+			e.onNode(node, f)
+		}
 		reg := prometheus.NewRegistry()
 		srv, err := New(e.cfg, Deps{Cluster: node, State: f, Registry: reg, Gatherer: reg})
 		if err != nil {

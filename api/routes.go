@@ -80,6 +80,10 @@ func (s *Server) routes() http.Handler {
 				// Stateful code contexts (contexts.go).
 				r.Route("/contexts", s.contextRoutes)
 
+				// The caller's webhook (webhooks.go).
+				r.Method(http.MethodPut, "/webhook", handlerFunc(s.handlePutWebhook))
+				r.Method(http.MethodGet, "/webhook", handlerFunc(s.handleGetWebhook))
+				r.Method(http.MethodDelete, "/webhook", handlerFunc(s.handleDeleteWebhook))
 				// Lifecycle events as Server-Sent Events (events.go).
 				r.With(s.limitStreams).Method(http.MethodGet, "/events", handlerFunc(s.handleEvents))
 

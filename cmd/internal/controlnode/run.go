@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cloud-sandbox/cloud-sandbox/api"
+	"github.com/cloud-sandbox/cloud-sandbox/api/webhook"
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
@@ -143,6 +144,15 @@ func Run(args []string, d Defaults) error {
 	// Runs before the node closes (defers are LIFO): no driver call is left
 	// half-done when leadership is handed over.
 	defer func() { recCancel(); <-recDone }()
+
+	// Webhook deliveries, from the leader like the reconciler's work.
+	hooks := webhook.New(webhook.Config{AllowPrivate: apiCfg.WebhookAllowPrivate, Logger: log}, state, node)
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		hooks.Lead(recCtx, node.IsLeader(), node.LeaderCh())
+	}()
+	defer func() { recCancel(); <-hooksDone }()
 
 	// The API starts not ready: until this node has applied what the leader
 	// had committed (a single node: its own log), every API call but /health
