@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -302,24 +300,9 @@ func (s *Server) handleRunContextStream(w http.ResponseWriter, r *http.Request) 
 	}
 	ctx, cancel := runContext(r.Context(), req)
 	defer cancel()
-	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	var mu sync.Mutex
-	started := false
+	stream := newNDJSON(w)
 	emit := func(v any) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		_ = rc.Flush()
-		return nil
+		return stream.emit(v)
 	}
 	start := time.Now()
 	res, err := ca.RunCodeStream(ctx, id, req, func(ev agent.CodeEvent) error {
@@ -328,7 +311,7 @@ func (s *Server) handleRunContextStream(w http.ResponseWriter, r *http.Request) 
 	s.observeCell(start, res, err)
 	s.touches.mark(sb.ID)
 	if err != nil {
-		if !started {
+		if !stream.Started() {
 			return agentFailure(err)
 		}
 		_ = emit(agent.Event{Type: "error", Data: classify(agentFailure(err)).Msg})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
@@ -190,30 +189,15 @@ func (s *Server) handleExecuteStream(w http.ResponseWriter, r *http.Request) err
 	req.Env = sandboxEnv(sb, req.Env)
 	ctx, cancel := execContext(r.Context(), req)
 	defer cancel()
-	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	var mu sync.Mutex
-	started := false
+	stream := newNDJSON(w)
 	emit := func(ev agent.Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
 		var v any = ev
 		if ev.Type == agent.EventResult && ev.Result != nil {
 			res := viewResult(ev.Result)
 			res.Type = agent.EventResult
 			v = res
 		}
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		_ = rc.Flush()
-		return nil
+		return stream.emit(v)
 	}
 	start := time.Now()
 	res, err := s.agents.get(sb).ExecStream(ctx, req, func(ev agent.Event) error {
@@ -225,7 +209,7 @@ func (s *Server) handleExecuteStream(w http.ResponseWriter, r *http.Request) err
 	s.observeExec(label, start, res, err)
 	s.touches.mark(sb.ID)
 	if err != nil {
-		if !started {
+		if !stream.Started() {
 			return agentFailure(err)
 		}
 		e := classify(agentFailure(err))

@@ -1,11 +1,9 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/cloud-sandbox/cloud-sandbox/placement/agent"
 )
@@ -35,24 +33,8 @@ func (s *Server) handleProcessOutput(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	var mu sync.Mutex
-	started := false
-	emit := func(v any) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	stream := newNDJSON(w)
+	emit := stream.emit
 	errClient := errors.New("client gone")
 	err = pa.ProcessOutput(r.Context(), pid, offset, follow, func(ev agent.ProcessEvent) error {
 		if emit(ev) != nil {
@@ -62,14 +44,11 @@ func (s *Server) handleProcessOutput(w http.ResponseWriter, r *http.Request) err
 	})
 	switch {
 	case err == nil:
-		if !started { // nothing held and not following: an empty stream
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.WriteHeader(http.StatusOK)
-		}
+		stream.finish() // nothing held and not following: an empty stream
 		return nil
 	case errors.Is(err, errClient), r.Context().Err() != nil:
 		return nil
-	case !started:
+	case !stream.Started():
 		return agentFailure(err)
 	}
 	e := classify(agentFailure(err))

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"sync"
 )
@@ -51,4 +52,55 @@ func (s *Server) limitStreams(next http.Handler) http.Handler {
 		defer s.streams.release(user)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// ndjsonStream writes one JSON value per line, flushed as it goes. The 200
+// header goes out with the first line, so a handler can still answer an
+// error status until then (started says whether it can). Safe for
+// concurrent emitters: an agent's stdout and stderr arrive on two.
+type ndjsonStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	enc     *json.Encoder
+	mu      sync.Mutex
+	started bool
+}
+
+func newNDJSON(w http.ResponseWriter) *ndjsonStream {
+	return &ndjsonStream{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+}
+
+// begin sends the 200 header if it has not gone yet.
+func (n *ndjsonStream) begin() {
+	if !n.started {
+		n.w.Header().Set("Content-Type", "application/x-ndjson")
+		n.w.Header().Set("X-Content-Type-Options", "nosniff")
+		n.w.WriteHeader(http.StatusOK)
+		n.started = true
+	}
+}
+
+// emit writes v as one line and flushes it.
+func (n *ndjsonStream) emit(v any) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.begin()
+	if err := n.enc.Encode(v); err != nil {
+		return err
+	}
+	return n.rc.Flush()
+}
+
+// Started reports whether the header (and so the status) has gone out.
+func (n *ndjsonStream) Started() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.started
+}
+
+// finish sends the header of an empty stream if nothing was written.
+func (n *ndjsonStream) finish() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.begin()
 }
