@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
@@ -29,6 +31,10 @@ type Cluster interface {
 	ID() string
 	Leader() (id, addr string)
 	IsLeader() bool
+	// Members, WriteSnapshot and Restore serve the admin endpoints (admin.go).
+	Members(ctx context.Context) ([]cluster.Member, error)
+	WriteSnapshot(w io.Writer) error
+	Restore(ctx context.Context, data []byte) error
 }
 
 // State is the read side of the replicated state (*fsm.FSM).

@@ -1,0 +1,106 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
+)
+
+// Operator endpoints under /api/v1/admin, admin role only (api/DESIGN.md,
+// "Admin"). sandboxctl is their client.
+
+// codeNotImplemented answers a verb this deployment cannot do yet.
+const codeNotImplemented = "not_implemented"
+
+// adminOnly refuses everyone but an admin with 403 (requireAdmin, egress.go).
+func adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := requireAdmin(r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handleMembers answers GET /api/v1/admin/members: the Raft configuration
+// with suffrage, the leader, and whether each member answered a probe on
+// its cluster port.
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) error {
+	members, err := s.cluster.Members(r.Context())
+	if err != nil {
+		return errUnavailable("read the raft configuration", err)
+	}
+	leaderID, leaderAddr := s.cluster.Leader()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"node_id": s.cluster.ID(), "leader_id": leaderID, "leader_addr": leaderAddr, "members": members,
+	})
+	return nil
+}
+
+// handleSnapshot answers GET /api/v1/admin/snapshot with the FSM's own
+// snapshot document, after a consistent read so it holds every write
+// acknowledged before the request. It is read from this node's replica:
+// no leader round trip beyond the read index, nothing written to disk.
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cluster.ConsistentRead(r.Context()); err != nil {
+		return errUnavailable("catch up with the cluster before the snapshot", err)
+	}
+	// Encoded into memory first: a failure is still an error answer, not a
+	// truncated file with a 200 (the document is as large as the state).
+	var buf bytes.Buffer
+	if err := s.cluster.WriteSnapshot(&buf); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="cloud-sandbox-%s.snapshot.json"`,
+		time.Now().UTC().Format("20060102T150405Z")))
+	w.WriteHeader(http.StatusOK)
+	_, _ = buf.WriteTo(w)
+	return nil
+}
+
+// handleRestore answers POST /api/v1/admin/snapshot/restore: the body, a
+// document from GET /api/v1/admin/snapshot, replaces the whole replicated
+// state on every node (raft user restore on the leader; a follower
+// forwards it). It is decoded into a scratch FSM first, so a bad file is a
+// 400 and changes nothing.
+func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err // *http.MaxBytesError → 413
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errBadRequest("empty body: send a snapshot document from GET /api/v1/admin/snapshot")
+	}
+	if err := cluster.ValidateSnapshot(data); err != nil {
+		return errBadRequest("not a snapshot this server can restore, nothing changed: %v", errors.Unwrap(err))
+	}
+	if err := s.cluster.Restore(r.Context(), data); err != nil {
+		if errors.Is(err, cluster.ErrBadSnapshot) {
+			return errBadRequest("not a snapshot this server can restore, nothing changed: %v", err)
+		}
+		return errUnavailable("restore snapshot", err)
+	}
+	noteWrite(r.Context(), s.state.AppliedIndex())
+	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "bytes": len(data), "applied_index": s.state.AppliedIndex()})
+	return nil
+}
+
+// handleDrain answers POST /api/v1/admin/nodes/{node}/drain. Draining a
+// Nomad client node (mark it ineligible, replace its idle sandboxes, move
+// its paused ones) is not built yet; local Docker mode has one host and
+// nothing to drain to. Both answer 501 saying so, rather than pretend.
+func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) error {
+	return &Error{Status: http.StatusNotImplemented, Code: codeNotImplemented,
+		Msg: fmt.Sprintf("drain %q: not implemented: local Docker mode has a single host to place on, and "+
+			"draining a Nomad client node (eligibility off, idle sandboxes replaced elsewhere) is not built yet",
+			chi.URLParam(r, "node"))}
+}
