@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
+	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
 // Operator endpoints under /api/v1/admin, admin role only (api/DESIGN.md,
@@ -81,17 +83,66 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 		return errBadRequest("empty body: send a snapshot document from GET /api/v1/admin/snapshot")
 	}
 	if err := cluster.ValidateSnapshot(data); err != nil {
-		return errBadRequest("not a snapshot this server can restore, nothing changed: %v", errors.Unwrap(err))
+		return errBadRequest("snapshot refused, nothing changed: %v", err)
+	}
+	data, dropped, err := withoutIdle(data)
+	if err != nil {
+		return errBadRequest("snapshot refused, nothing changed: %v", err)
 	}
 	if err := s.cluster.Restore(r.Context(), data); err != nil {
 		if errors.Is(err, cluster.ErrBadSnapshot) {
-			return errBadRequest("not a snapshot this server can restore, nothing changed: %v", err)
+			return errBadRequest("snapshot refused, nothing changed: %v", err)
 		}
 		return errUnavailable("restore snapshot", err)
 	}
 	noteWrite(r.Context(), s.state.AppliedIndex())
-	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "bytes": len(data), "applied_index": s.state.AppliedIndex()})
+	s.log.Warn("cluster state restored from an operator's snapshot", "bytes", len(data), "idle_dropped", dropped,
+		"by", principalFrom(r.Context()).User)
+	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "bytes": len(data), "idle_dropped": dropped,
+		"applied_index": s.state.AppliedIndex()})
 	return nil
+}
+
+// withoutIdle drops the idle pool sandboxes from a snapshot document. A
+// container that was idle at the save may have been handed to a user and
+// used since; restoring it as idle would hand that user's leftovers to
+// the next caller. Dropped, its container is an orphan the reconciler
+// removes, and the warmer makes fresh ones. Sandboxes that had an owner
+// at the save come back as they were: their containers are still theirs
+// (or, if destroyed since, the reconciler marks them failed).
+func withoutIdle(data []byte) ([]byte, int, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, 0, err
+	}
+	var rows []json.RawMessage
+	if raw, ok := doc["sandboxes"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &rows); err != nil {
+			return nil, 0, fmt.Errorf("sandboxes: %w", err)
+		}
+	}
+	kept := make([]json.RawMessage, 0, len(rows))
+	for _, row := range rows {
+		var sb struct {
+			State fsm.SandboxState `json:"state"`
+		}
+		if err := json.Unmarshal(row, &sb); err != nil {
+			return nil, 0, fmt.Errorf("sandbox row: %w", err)
+		}
+		if sb.State != fsm.StateIdle {
+			kept = append(kept, row)
+		}
+	}
+	if len(kept) == len(rows) {
+		return data, 0, nil
+	}
+	raw, err := json.Marshal(kept)
+	if err != nil {
+		return nil, 0, err
+	}
+	doc["sandboxes"] = raw
+	out, err := json.Marshal(doc)
+	return out, len(rows) - len(kept), err
 }
 
 // handleDrain answers POST /api/v1/admin/nodes/{node}/drain. Draining a

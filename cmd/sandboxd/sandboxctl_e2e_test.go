@@ -345,3 +345,201 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// startLoopbackCluster starts three sandboxd processes on loopback, one
+// cluster (PEERS), sharing the host directory of sandbox agent sockets so
+// that any node reaches any sandbox, and waits until all three serve.
+func startLoopbackCluster(t *testing.T, cluster string) []*node {
+	t.Helper()
+	sbDir, err := os.MkdirTemp("", "csb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sbDir) })
+	t.Cleanup(func() { removeClusterContainers(cluster) })
+	var nodes []*node
+	var peers []string
+	for _, id := range []string{"n1", "n2", "n3"} {
+		dir, err := os.MkdirTemp("", "cs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		n := &node{t: t, id: id, dataDir: dir}
+		api, ops, raft := freePort(t), freePort(t), freePort(t)
+		n.api, n.ops, n.raft = "http://"+api, "http://"+ops, raft
+		n.args = []string{"-node-id", id, "-data-dir", dir, "-listen", api, "-ops-listen", ops, "-raft-addr", raft,
+			"-cluster-name", cluster, "-agent-bin", agentBin, "-sandbox-dir", sbDir}
+		n.env = append(os.Environ(), "POOL_MIN_SIZE=2", "POOL_MAX_SIZE=8", "SANDBOX_IMAGE=python:3.11-slim",
+			"SANDBOX_LABELS=cloud-sandbox.test=1", "ADMIN_USERS=ops,root")
+		peers = append(peers, id+"="+raft)
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		n.args = append(n.args, "-peers", strings.Join(peers, ","))
+		n.logs = &bytes.Buffer{}
+		n.cmd = exec.Command(sandboxdBin, n.args...)
+		n.cmd.Env = n.env
+		n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		n.exited = make(chan struct{})
+		go func(n *node) { n.cmd.Wait(); close(n.exited) }(n)
+		t.Cleanup(n.kill)
+	}
+	for _, n := range nodes {
+		n.waitHealthy()
+	}
+	if dump := os.Getenv("SANDBOXCTL_TEST_LOGS"); dump != "" {
+		t.Cleanup(func() {
+			for _, n := range nodes {
+				os.WriteFile(filepath.Join(dump, n.id+".log"), n.logs.Bytes(), 0o644)
+			}
+		})
+	}
+	return nodes
+}
+
+// TestSandboxctlCluster runs the operator's verbs on a three-node cluster:
+// members and leader agree from every node, and a snapshot saved on one
+// node and restored through a follower brings the saved state back on
+// every node, while a bad file is refused and changes nothing.
+func TestSandboxctlCluster(t *testing.T) {
+	cluster := uniqueCluster(t)
+	nodes := startLoopbackCluster(t, cluster)
+	admin := newCtl(t, nodes[0].api, "root", "admin")
+
+	// members from every node: three voters, all reachable, one leader,
+	// the same one `leader` names.
+	var leader string
+	for _, n := range nodes {
+		c := admin.at(n.api)
+		header, rows := tableRows(t, c.ok("members"))
+		if !slices.Equal(header, []string{"ID", "ADDRESS", "VOTER", "LEADER", "HEALTH", "LAST", "INDEX"}) || len(rows) != 3 {
+			t.Fatalf("members from %s: header %v rows %v, want 3 rows", n.id, header, rows)
+		}
+		leaders := 0
+		for _, r := range rows {
+			if r[2] != "yes" || r[4] != "ok" {
+				t.Fatalf("members from %s: %v is not a reachable voter", n.id, r)
+			}
+			if r[3] == "yes" {
+				leaders++
+				leader = r[0]
+			}
+		}
+		if leaders != 1 {
+			t.Fatalf("members from %s: %d leaders in %v", n.id, leaders, rows)
+		}
+		if got := strings.Fields(c.ok("leader"))[0]; got != leader {
+			t.Fatalf("leader from %s says %q, members say %q", n.id, got, leader)
+		}
+		var st struct {
+			Health struct {
+				NodeID string `json:"node_id"`
+				Role   string `json:"role"`
+			} `json:"health"`
+		}
+		json.Unmarshal([]byte(c.ok("status", "-json")), &st)
+		if want := map[bool]string{true: "leader", false: "follower"}[n.id == leader]; st.Health.NodeID != n.id || st.Health.Role != want {
+			t.Fatalf("status on %s: %+v, want role %s", n.id, st.Health, want)
+		}
+	}
+	var follower *node
+	for _, n := range nodes {
+		if n.id != leader {
+			follower = n
+			break
+		}
+	}
+
+	// Alice holds one sandbox when the snapshot is saved.
+	hc := nodes[0].login(t, "alice", "user")
+	alice := newCtl(t, nodes[0].api, "alice", "")
+	hc.waitIdle(t, 60*time.Second)
+	var kept sandboxView
+	hc.do("POST", "/api/v1/sandbox/acquire", nil, 200, &kept)
+	file := filepath.Join(t.TempDir(), "state.json")
+	if out := admin.ok("snapshot", "save", file); !strings.Contains(out, "saved") {
+		t.Fatalf("snapshot save: %q", out)
+	}
+	saved := alice.sandboxIDs()
+	if !slices.Equal(saved, []string{kept.SandboxID}) {
+		t.Fatalf("alice's sandboxes at the save: %v", saved)
+	}
+	if r := alice.run("snapshot", "save", file+".2"); r.code != 4 {
+		t.Fatalf("snapshot save by a user: want exit 4; %s", r)
+	}
+
+	// After the save she acquires another one.
+	hc.waitIdle(t, 60*time.Second)
+	var later sandboxView
+	hc.do("POST", "/api/v1/sandbox/acquire", nil, 200, &later)
+	if got := alice.sandboxIDs(); len(got) != 2 {
+		t.Fatalf("alice's sandboxes before the restore: %v, want two", got)
+	}
+
+	// Bad files: refused with a clear message, the state unchanged.
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	os.WriteFile(garbage, []byte("this is not a snapshot"), 0o600)
+	if r := admin.run("snapshot", "restore", garbage); r.code != 1 || !strings.Contains(r.stderr, "not a snapshot") {
+		t.Fatalf("restore of a text file: want exit 1, not a snapshot; %s", r)
+	}
+	wrongVersion := filepath.Join(t.TempDir(), "v99.json")
+	os.WriteFile(wrongVersion, []byte(`{"version":99,"applied_index":5,"sandboxes":[]}`), 0o600)
+	r := admin.at(follower.api).run("snapshot", "restore", wrongVersion)
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing changed") || !strings.Contains(r.stderr, "version 99") {
+		t.Fatalf("restore of a version-99 file: want exit 1 naming the version, nothing changed; %s", r)
+	}
+	if got := alice.sandboxIDs(); !slices.Equal(got, sortedIDs(kept.SandboxID, later.SandboxID)) {
+		t.Fatalf("alice's sandboxes after refused restores: %v, want both still there", got)
+	}
+
+	// Restore through a follower: every node lists what was saved.
+	if out := admin.at(follower.api).ok("snapshot", "restore", file); !strings.Contains(out, "restored") {
+		t.Fatalf("snapshot restore: %q", out)
+	}
+	for _, n := range nodes {
+		c := alice.at(n.api)
+		eventually(t, "the saved list on "+n.id, 10*time.Second, func() bool {
+			return slices.Equal(c.sandboxIDs(), saved)
+		})
+	}
+	// The restored sandbox still runs commands; the one acquired after the
+	// save is unknown again.
+	if out := alice.ok("exec", kept.SandboxID, "--", "echo", "still here"); out != "still here\n" {
+		t.Fatalf("exec in the restored sandbox: %q", out)
+	}
+	if r := alice.run("sandboxes", "inspect", later.SandboxID); r.code != 3 {
+		t.Fatalf("inspect of the sandbox acquired after the save: want exit 3; %s", r)
+	}
+	// Nor is it back in the pool: it was idle at the save, but alice has
+	// used it since, and a used sandbox is never handed to anyone else.
+	if slices.Contains(admin.sandboxIDs(), later.SandboxID) {
+		t.Fatalf("the sandbox alice used after the save is back in the state after the restore: %v", admin.sandboxIDs())
+	}
+	// Its container is an orphan of the restored state: the leader's
+	// reconciler removes it; the saved sandbox's container stays.
+	eventually(t, "the container of the sandbox acquired after the save removed", 30*time.Second, func() bool {
+		return !slices.Contains(containers(t, cluster), later.SandboxID)
+	})
+	if !slices.Contains(containers(t, cluster), kept.SandboxID) {
+		t.Fatalf("the restored sandbox's container %s is gone", kept.SandboxID)
+	}
+	// Writes go on after the restore, on every node.
+	hc.waitIdle(t, 60*time.Second)
+	var after sandboxView
+	hc.do("POST", "/api/v1/sandbox/acquire", nil, 200, &after)
+	for _, n := range nodes {
+		c := alice.at(n.api)
+		eventually(t, "the new sandbox on "+n.id, 10*time.Second, func() bool {
+			return slices.Contains(c.sandboxIDs(), after.SandboxID)
+		})
+	}
+}
+
+func sortedIDs(ids ...string) []string {
+	slices.Sort(ids)
+	return ids
+}
