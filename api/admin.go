@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
+	"github.com/cloud-sandbox/cloud-sandbox/placement"
 )
 
 // Operator endpoints under /api/v1/admin, admin role only (api/DESIGN.md,
@@ -145,13 +147,95 @@ func withoutIdle(data []byte) ([]byte, int, error) {
 	return out, len(rows) - len(kept), err
 }
 
-// handleDrain answers POST /api/v1/admin/nodes/{node}/drain. Draining a
-// Nomad client node (mark it ineligible, replace its idle sandboxes, move
-// its paused ones) is not built yet; local Docker mode has one host and
-// nothing to drain to. Both answer 501 saying so, rather than pretend.
+// Drainer is a placement driver whose hosts can be drained (Nomad's
+// client nodes; *nomad.Driver). Deps.Drainer is nil with the local Docker
+// driver: one host, nowhere to drain to.
+type Drainer interface {
+	// SetNodeEligible marks the host node (id, id prefix or name) eligible
+	// for new sandboxes or not and returns its id; an unknown host wraps
+	// placement.ErrNodeNotFound.
+	SetNodeEligible(ctx context.Context, node string, eligible bool) (nodeID string, err error)
+}
+
+type drainResponse struct {
+	Node     string `json:"node"`
+	Eligible bool   `json:"eligible"`
+	// IdleReleased are the warm pool sandboxes on the node, recycled.
+	IdleReleased []string `json:"idle_released"`
+	// Remaining counts what stays placed there by state: an active
+	// sandbox keeps running until its owner is done with it; a paused one
+	// resumes on another node.
+	Remaining map[string]int `json:"remaining"`
+}
+
+// handleDrain answers POST /api/v1/admin/nodes/{node}/drain: the node
+// takes no new sandbox (Nomad scheduling eligibility off), and its idle
+// pool sandboxes are released so the warmer replaces them on the other
+// nodes. Active sandboxes stay where they run; paused ones resume
+// wherever Nomad places them, which is no longer there.
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) error {
+	node := chi.URLParam(r, "node")
+	if s.drainer == nil {
+		return errNoDrain(node)
+	}
+	id, err := s.drainer.SetNodeEligible(r.Context(), node, false)
+	if err != nil {
+		if errors.Is(err, placement.ErrNodeNotFound) {
+			return &Error{Status: http.StatusNotFound, Code: codeNotFound, Msg: err.Error()}
+		}
+		return errUnavailable("drain "+node, err)
+	}
+	// Every idle sandbox the cluster has placed there, not only the ones
+	// this replica has applied.
+	if err := s.cluster.ConsistentRead(r.Context()); err != nil {
+		return errUnavailable("catch up with the cluster", err)
+	}
+	resp := drainResponse{Node: id, IdleReleased: []string{}, Remaining: map[string]int{}}
+	for _, sb := range s.state.Sandboxes() {
+		if sb.Placement.Node != id {
+			continue
+		}
+		if sb.State == fsm.StateIdle {
+			_, err := s.apply(r.Context(), &fsm.SandboxRelease{ID: sb.ID, Admin: true, IdleOnly: true, Reason: "drained"},
+				"admin:drain:"+id+":"+sb.ID)
+			switch {
+			case err == nil:
+				resp.IdleReleased = append(resp.IdleReleased, sb.ID)
+				continue
+			case errors.Is(err, fsm.ErrConflict):
+				resp.Remaining["active"]++ // acquired since we looked
+				continue
+			case errors.Is(err, fsm.ErrNotFound):
+				continue
+			}
+			return err
+		}
+		resp.Remaining[string(sb.State)]++
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// handleUndrain answers DELETE /api/v1/admin/nodes/{node}/drain: the node
+// takes new sandboxes again.
+func (s *Server) handleUndrain(w http.ResponseWriter, r *http.Request) error {
+	node := chi.URLParam(r, "node")
+	if s.drainer == nil {
+		return errNoDrain(node)
+	}
+	id, err := s.drainer.SetNodeEligible(r.Context(), node, true)
+	if err != nil {
+		if errors.Is(err, placement.ErrNodeNotFound) {
+			return &Error{Status: http.StatusNotFound, Code: codeNotFound, Msg: err.Error()}
+		}
+		return errUnavailable("undrain "+node, err)
+	}
+	writeJSON(w, http.StatusOK, drainResponse{Node: id, Eligible: true, IdleReleased: []string{}, Remaining: map[string]int{}})
+	return nil
+}
+
+func errNoDrain(node string) *Error {
 	return &Error{Status: http.StatusNotImplemented, Code: codeNotImplemented,
-		Msg: fmt.Sprintf("drain %q: not implemented: local Docker mode has a single host to place on, and "+
-			"draining a Nomad client node (eligibility off, idle sandboxes replaced elsewhere) is not built yet",
-			chi.URLParam(r, "node"))}
+		Msg: fmt.Sprintf("drain %q: not implemented with the local Docker driver: it places on this one host "+
+			"and there is nowhere to drain to; drain is for Nomad client nodes (PLACEMENT_DRIVER=nomad)", node)}
 }

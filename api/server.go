@@ -63,6 +63,8 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Gatherer serves /metrics; nil uses Registry when it is a *prometheus.Registry.
 	Gatherer prometheus.Gatherer
+	// Drainer drains placement hosts (Nomad); nil answers drain with 501.
+	Drainer Drainer
 }
 
 // Server serves the public API and the operator listener.
@@ -70,6 +72,7 @@ type Server struct {
 	cfg     Config
 	cluster Cluster
 	state   State
+	drainer Drainer
 	log     *slog.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
@@ -113,6 +116,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg:     cfg,
 		cluster: deps.Cluster,
 		state:   deps.State,
+		drainer: deps.Drainer,
 		log:     cfg.Logger.With("component", "api"),
 		gather:  gather,
 		tokens:  newTokenIssuer(cfg),

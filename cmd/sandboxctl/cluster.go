@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // health is GET /health.
@@ -180,18 +181,40 @@ func cmdLeader(e *env, args []string) error {
 	return err
 }
 
-// cmdDrain asks the server to drain a node. The server answers 501 today
-// (api/admin.go says what is missing).
+// cmdDrain drains a placement host (Nomad client node): no new sandbox
+// goes there and its idle pool sandboxes are recycled; --undo makes it
+// eligible again. The local Docker driver answers 501.
 func cmdDrain(e *env, args []string) error {
-	pos, _, err := parseArgs(e, "drain", flag.NewFlagSet("drain", flag.ContinueOnError), args, 1)
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	undo := fs.Bool("undo", false, "make the node eligible for new sandboxes again")
+	pos, _, err := parseArgs(e, "drain", fs, args, 1)
 	if err != nil {
 		return err
 	}
-	var out map[string]any
-	if _, err := e.client(true).do(context.Background(), http.MethodPost, "/api/v1/admin/nodes/"+url.PathEscape(pos[0])+"/drain", nil, &out); err != nil {
-		return fail("drain "+pos[0], err)
+	method, what := http.MethodPost, "drain "+pos[0]
+	if *undo {
+		method, what = http.MethodDelete, "drain --undo "+pos[0]
 	}
-	return writeJSON(e.stdout, out)
+	var out struct {
+		Node         string         `json:"node"`
+		Eligible     bool           `json:"eligible"`
+		IdleReleased []string       `json:"idle_released"`
+		Remaining    map[string]int `json:"remaining"`
+	}
+	if _, err := e.client(true).do(context.Background(), method, "/api/v1/admin/nodes/"+url.PathEscape(pos[0])+"/drain", nil, &out); err != nil {
+		return fail(what, err)
+	}
+	remaining := []string{}
+	for _, st := range []string{"active", "paused", "resuming", "pending", "terminating", "failed"} {
+		if n := out.Remaining[st]; n > 0 {
+			remaining = append(remaining, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	return e.output(out, kv{
+		{"node", out.Node}, {"eligible", yesNo(out.Eligible)},
+		{"idle released", strings.Join(out.IdleReleased, " ")},
+		{"still there", strings.Join(remaining, ", ")},
+	})
 }
 
 // cmdToken prints an access token from POST /api/v1/auth/token

@@ -35,8 +35,10 @@ Cluster:
   leader                      the current leader's id
   snapshot save <file>        save the replicated state to file ("-" = stdout) (admin)
   snapshot restore <file>     replace the whole cluster state with a saved file (admin)
-  drain <node>                stop placing sandboxes on a node (admin; not implemented yet:
-                              the server answers 501)
+  drain [--undo] <node>       Nomad: no new sandboxes on this client node, its idle pool
+                              sandboxes recycled onto the others; active ones stay,
+                              paused ones resume elsewhere. --undo: eligible again (admin;
+                              the local Docker driver answers 501: one host)
 Sandboxes:
   sandboxes ls [--state S] [--owner U]
                               list sandboxes (yours; an admin sees all). --state and
