@@ -543,3 +543,107 @@ func sortedIDs(ids ...string) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// TestSandboxctlNomadDrain drains the Nomad dev agent's client node with
+// sandboxctl: the node turns ineligible in Nomad, its idle pool sandboxes
+// are recycled and none is placed there again, the active sandbox keeps
+// working, and --undo lets the pool refill.
+func TestSandboxctlNomadDrain(t *testing.T) {
+	nomad := startNomad(t)
+	cluster := uniqueCluster(t)
+	n := startNode(t, nodeOpts{cluster: cluster, env: map[string]string{
+		"PLACEMENT_DRIVER":    "nomad",
+		"NOMAD_ADDR":          nomad.addr,
+		"SANDBOX_AGENT_PATH":  agentBin,
+		"SANDBOX_ARCHIVE_DIR": t.TempDir(),
+		"POOL_MIN_SIZE":       "2",
+		"POOL_MAX_SIZE":       "4",
+		"SANDBOX_CPU_COUNT":   "0.25",
+		"NOMAD_PLACE_TIMEOUT": "90s",
+	}})
+	admin := newCtl(t, n.api, "root", "admin")
+	hc := n.login(t, "alice", "user")
+	alice := newCtl(t, n.api, "alice", "")
+
+	var nodes []struct{ ID, Name, SchedulingEligibility string }
+	if _, err := nomad.get("/v1/nodes", &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("nomad nodes %+v: %v", nodes, err)
+	}
+	client := nodes[0]
+	eligibility := func() string {
+		var nd struct{ SchedulingEligibility string }
+		if _, err := nomad.get("/v1/node/"+client.ID, &nd); err != nil {
+			t.Fatal(err)
+		}
+		return nd.SchedulingEligibility
+	}
+	stats := func() (idle, pending int) {
+		var st struct{ Idle, Pending int }
+		if err := hc.call("GET", "/api/v1/sandbox/stats", nil, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Idle, st.Pending
+	}
+
+	hc.waitIdle(t, 120*time.Second)
+	var sb sandboxView
+	hc.do("POST", "/api/v1/sandbox/acquire", nil, 200, &sb)
+	eventually(t, "the pool warm again (2 idle)", 120*time.Second, func() bool { idle, _ := stats(); return idle >= 2 })
+
+	if r := admin.run("drain", "no-such-node"); r.code != 3 {
+		t.Fatalf("drain of an unknown node: want exit 3; %s", r)
+	}
+	var out struct {
+		Node         string         `json:"node"`
+		Eligible     bool           `json:"eligible"`
+		IdleReleased []string       `json:"idle_released"`
+		Remaining    map[string]int `json:"remaining"`
+	}
+	if err := json.Unmarshal([]byte(admin.ok("drain", client.Name, "-json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Node != client.ID || out.Eligible || len(out.IdleReleased) < 2 || out.Remaining["active"] != 1 {
+		t.Fatalf("drain %s: %+v, want node %s ineligible, >= 2 idle released, alice's active one left", client.Name, out, client.ID)
+	}
+	if e := eligibility(); e != "ineligible" {
+		t.Fatalf("nomad says the drained node is %q", e)
+	}
+	// The recycled sandboxes go, and the warmer places none on the node.
+	eventually(t, "the drained node's idle sandboxes gone", 60*time.Second, func() bool {
+		ids := admin.sandboxIDs()
+		for _, id := range out.IdleReleased {
+			if slices.Contains(ids, id) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < 10; i++ {
+		if idle, pending := stats(); idle != 0 || pending != 0 {
+			t.Fatalf("a sandbox was warmed on the drained node: %d idle, %d pending", idle, pending)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// The released ones say why.
+	var ev struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
+	line := strings.TrimSpace(admin.ok("events", "-json", "--sandbox", out.IdleReleased[0], "--type", "released"))
+	if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Type != "released" || ev.Reason != "drained" {
+		t.Fatalf("released event of a drained sandbox: %q (%v), want reason drained", line, err)
+	}
+	// Alice's sandbox is not disturbed.
+	if got := alice.ok("exec", sb.SandboxID, "--", "echo", "still here"); got != "still here\n" {
+		t.Fatalf("exec in the active sandbox on the drained node: %q", got)
+	}
+
+	// Undo: eligible again, and the pool refills.
+	if got := admin.ok("drain", "--undo", client.Name); !strings.Contains(got, "eligible:") || !strings.Contains(got, "yes") {
+		t.Fatalf("drain --undo: %q", got)
+	}
+	if e := eligibility(); e != "eligible" {
+		t.Fatalf("nomad says the undrained node is %q", e)
+	}
+	eventually(t, "the pool refilled after the undo", 120*time.Second, func() bool { idle, _ := stats(); return idle >= 1 })
+}
