@@ -172,11 +172,23 @@ func cmdEvents(e *env, args []string) error {
 		return p.flush()
 	}
 	p.live = true
-	c := e.client(false)
+	err := followEvents(ctx, e.client(false), q, last, e.stderr, p.collect)
+	if err != nil {
+		return fail("events", err)
+	}
+	return nil
+}
+
+// followEvents reads events until ctx ends, reconnecting with
+// Last-Event-ID whenever a stream ends or breaks, so every event is handed
+// to fn once, in order. Failures back off (the server's retry hint, else
+// doubling to eventsMaxBackoff); eventsMaxFailures in a row, or an answer
+// a retry cannot fix (4xx but 429), end it with the error.
+func followEvents(ctx context.Context, c *client, q url.Values, last string, warn io.Writer, fn func(event) error) error {
 	failures := 0
 	backoff := 500 * time.Millisecond
 	for {
-		got, err := streamEvents(ctx, c, q, last, e.stderr, p.collect)
+		got, err := streamEvents(ctx, c, q, last, warn, fn)
 		if got.id != "" {
 			last = got.id
 		}
@@ -185,26 +197,28 @@ func cmdEvents(e *env, args []string) error {
 		}
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status != http.StatusTooManyRequests && ae.Status < 500 {
-			return fail("events", err) // not something a retry fixes
+			return err
 		}
-		if err == nil || got.events > 0 {
-			failures = 0
-		}
+		delay := time.Duration(0) // a stream that ended cleanly resumes at once
 		if err != nil {
+			if got.events > 0 {
+				failures = 0
+			}
 			failures++
 			if failures >= eventsMaxFailures {
-				return fail("events", fmt.Errorf("giving up after %d failures in a row: %w", failures, err))
+				return fmt.Errorf("giving up after %d failures in a row: %w", failures, err)
 			}
-			fmt.Fprintf(e.stderr, "sandboxctl: events: %v; reconnecting\n", err)
-		}
-		delay := backoff
-		if got.retry > 0 {
-			delay = got.retry
-		}
-		if err == nil {
-			delay = 0
-		} else {
+			fmt.Fprintf(warn, "sandboxctl: events: %v; reconnecting\n", err)
+			delay = backoff
+			if got.retry > 0 {
+				delay = got.retry
+			}
 			backoff = min(2*backoff, eventsMaxBackoff)
+		} else {
+			failures, backoff = 0, 500*time.Millisecond
+			if got.events == 0 {
+				delay = max(got.retry, time.Second) // never spin on empty streams
+			}
 		}
 		select {
 		case <-time.After(delay):

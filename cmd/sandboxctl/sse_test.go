@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -108,5 +115,76 @@ func TestCopyExecStream(t *testing.T) {
 				t.Errorf("code %d stdout %q stderr %q, want %d %q %q", code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderr)
 			}
 		})
+	}
+}
+
+// TestFollowEventsResumes: a follower whose streams end or break resumes
+// with Last-Event-ID and hands every event on once, in order.
+func TestFollowEventsResumes(t *testing.T) {
+	all := []string{"1-0", "2-0", "2-1", "5-0", "7-0"}
+	var mu sync.Mutex
+	var asked []string
+	conn := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conn++
+		n := conn
+		asked = append(asked, r.Header.Get("Last-Event-ID")+"|"+r.URL.Query().Get("after")+"|"+r.URL.Query().Get("type"))
+		mu.Unlock()
+		if n == 3 {
+			http.Error(w, `{"error":"leader changing","code":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 10\n\n")
+		start := 0
+		if last := r.Header.Get("Last-Event-ID"); last != "" {
+			start = slices.Index(all, last) + 1
+		}
+		// Two events per connection, then the stream ends (or, the
+		// second time, breaks mid-event).
+		for i := start; i < len(all) && i < start+2; i++ {
+			fmt.Fprintf(w, ": keepalive\n\nid: %s\nevent: placed\ndata: {\"id\":%q,\"type\":\"placed\",\"sandbox_id\":\"s\"}\n\n", all[i], all[i])
+		}
+		if n == 2 {
+			fmt.Fprint(w, "id: 9-9\ndata: {\"id\":\"9-9\"") // cut off: never dispatched
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got []string
+	c := &client{base: srv.URL, hc: srv.Client()}
+	q := url.Values{"type": {"placed"}}
+	err := followEvents(ctx, c, q, "", io.Discard, func(e event) error {
+		got = append(got, e.ID)
+		if len(got) == len(all) {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, all) {
+		t.Fatalf("events %v, want each of %v once, in order", got, all)
+	}
+	want := []string{"||placed", "2-0|2-0|placed", "5-0|5-0|placed", "5-0|5-0|placed"} // the cut-off 9-9 is not a place to resume from
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(asked[:4], want) {
+		t.Errorf("connections asked (Last-Event-ID|after|type) %v, want %v…", asked, want)
+	}
+}
+
+func TestFollowEventsStopsOnAuthError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"token expired","code":"unauthorized"}`, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	err := followEvents(context.Background(), &client{base: srv.URL, hc: srv.Client(), token: "t"}, url.Values{}, "", io.Discard, func(event) error { return nil })
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.exitCode() != exitUnauthorized {
+		t.Fatalf("err %v, want the 401 (exit 4) at once, not a retry loop", err)
 	}
 }

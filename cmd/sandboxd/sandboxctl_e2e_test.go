@@ -537,6 +537,22 @@ func TestSandboxctlCluster(t *testing.T) {
 			return slices.Contains(c.sandboxIDs(), after.SandboxID)
 		})
 	}
+
+	// A member that dies is still a member, and members says it does not answer.
+	follower.kill()
+	var other *node
+	for _, n := range nodes {
+		if n != follower {
+			other = n
+			break
+		}
+	}
+	_, rows := tableRows(t, admin.at(other.api).ok("members"))
+	for _, r := range rows {
+		if dead := r[0] == follower.id; dead != (r[4] == "unreachable:") {
+			t.Fatalf("members after %s died: %v", follower.id, rows)
+		}
+	}
 }
 
 func sortedIDs(ids ...string) []string {
