@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -246,11 +247,36 @@ func cmdToken(e *env, args []string) error {
 	if _, err := e.client(true).do(context.Background(), http.MethodPost, "/api/v1/auth/token", body, &tok); err != nil {
 		return fail("token", err)
 	}
+	if *role != "" {
+		// The server grants admin only to ADMIN_USERS and answers anyone
+		// else with a user token (the guide's body keeps working): say so.
+		if got := tokenRole(tok.AccessToken); got != *role {
+			fmt.Fprintf(e.stderr, "sandboxctl: token: asked for role %q, the server granted %q (is %s in ADMIN_USERS?)\n", *role, got, *user)
+		}
+	}
 	if e.json {
 		return writeJSON(e.stdout, tok)
 	}
 	_, err := fmt.Fprintln(e.stdout, tok.AccessToken)
 	return err
+}
+
+// tokenRole reads the role claim of a JWT without verifying it: only to
+// tell the user what the server granted.
+func tokenRole(jwt string) string {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Role string `json:"role"`
+	}
+	_ = json.Unmarshal(raw, &c)
+	return c.Role
 }
 
 func yesNo(b bool) string {

@@ -227,6 +227,11 @@ func TestSandboxctlSingleNode(t *testing.T) {
 	if r := alice.run("sandboxes", "inspect", "0123456789abcdef"); r.code != 3 || !strings.Contains(r.stderr, "not found") {
 		t.Fatalf("inspect of an unknown sandbox: want exit 3, not found; %s", r)
 	}
+	// Admin is granted only to ADMIN_USERS; asking is not an error, but
+	// sandboxctl says what was granted.
+	if r := alice.run("token", "--user", "mallory", "--role", "admin"); r.code != 0 || !strings.Contains(r.stderr, `granted "user"`) {
+		t.Fatalf("token --role admin for someone not in ADMIN_USERS: want exit 0 and a warning; %s", r)
+	}
 	bob := newCtl(t, n.api, "bob", "")
 	if r := bob.run("sandboxes", "inspect", sb.SandboxID); r.code != 3 {
 		t.Fatalf("inspect of alice's sandbox by bob: want exit 3; %s", r)
