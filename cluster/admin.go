@@ -110,12 +110,15 @@ func ValidateSnapshot(data []byte) error {
 // Restore replaces the replicated state with a snapshot document written
 // by WriteSnapshot, on every node: hashicorp/raft's user restore on the
 // leader writes it as a new snapshot past the log's end, so followers
-// install it. Called on a follower it is forwarded to the leader, which
-// validates it (ValidateSnapshot) before raft sees it. The
+// install it. It is validated (ValidateSnapshot) here and, called on a
+// follower and forwarded, again on the leader before raft sees it. The
 // restored state's applied index is the saved one, below the index raft
 // moved to; a no-op command afterwards moves every node's applied index
 // past the restore, so index waits and read-your-writes keep working.
 func (n *Node) Restore(ctx context.Context, data []byte) error {
+	if err := ValidateSnapshot(data); err != nil {
+		return err // here too, so errors.Is(err, ErrBadSnapshot) holds on any node
+	}
 	err := n.onLeaderOnce(ctx, func(ctx context.Context, leaderAddr string) error {
 		if leaderAddr == "" {
 			return n.restoreLocal(ctx, data)
