@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // client calls the REST API with the caller's token.
@@ -18,14 +20,20 @@ type client struct {
 	hc    *http.Client
 }
 
-// newClient builds the client for e's address; timeout 0 means no bound
-// on a whole request (streams), only on connecting.
+// dialTimeout bounds connecting to the server, for every request.
+const dialTimeout = 10 * time.Second
+
+// client builds the client for e's address. bounded requests end after
+// -timeout; unbounded ones (exec and event streams, which last as long as
+// the command or the operator wants) are bounded only in connecting.
 func (e *env) client(bounded bool) *client {
 	base := strings.TrimRight(e.addr, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	hc := &http.Client{}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	hc := &http.Client{Transport: tr}
 	if bounded {
 		hc.Timeout = e.timeout
 	}
