@@ -231,7 +231,8 @@ func parseArgs(e *env, name string, fs *flag.FlagSet, args []string, positional 
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, usageErr("%s: see 'sandboxctl help'", name)
+				fmt.Fprint(e.stdout, usage)
+				return nil, nil, &exitErr{code: exitOK}
 			}
 			return nil, nil, usageErr("%s: %v", name, err)
 		}

@@ -167,6 +167,7 @@ func TestExitCodes(t *testing.T) {
 		{"unknown command", "t", []string{"frobnicate"}, 2, "unknown command"},
 		{"bad flag", "t", []string{"sandboxes", "ls", "--colour"}, 2, "flag provided but not defined"},
 		{"help", "", []string{"help"}, 0, ""},
+		{"a command's -h is help, not an error", "", []string{"sandboxes", "ls", "-h"}, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
