@@ -70,6 +70,16 @@ func TestSnapshotRestoreThroughFollower(t *testing.T) {
 			t.Fatalf("%s after a write past the restore: %v", n.ID(), ids)
 		}
 	}
+	// The same on the leader itself, without forwarding.
+	if err := c.leader().Restore(testCtx(t, 20*time.Second), saved.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	for _, n := range c.running() {
+		if ids := sandboxIDs(n); !slices.Equal(ids, []string{"saved"}) {
+			t.Fatalf("%s after a restore on the leader: %v", n.ID(), ids)
+		}
+	}
 }
 
 func TestMembersProbe(t *testing.T) {
