@@ -469,6 +469,9 @@ func TestSandboxctlCluster(t *testing.T) {
 	if out := admin.ok("snapshot", "save", file); !strings.Contains(out, "saved") {
 		t.Fatalf("snapshot save: %q", out)
 	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("snapshot file %v (%v): want mode 0600, it holds agent secrets", fi.Mode(), err)
+	}
 	saved := alice.sandboxIDs()
 	if !slices.Equal(saved, []string{kept.SandboxID}) {
 		t.Fatalf("alice's sandboxes at the save: %v", saved)
