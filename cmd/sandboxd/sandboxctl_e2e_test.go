@@ -311,7 +311,16 @@ func TestSandboxctlSingleNode(t *testing.T) {
 		t.Fatalf("events --since %s: %v, want placed first", first, rows)
 	}
 	// -f follows: a new acquire's activation arrives on the open stream.
-	follow := exec.Command(admin.bin, "events", "-f", "-json", "--type", "active")
+	// It starts after the newest event kept, so nothing between the two
+	// commands is missed (and the test needs no sleep).
+	kept := strings.Split(strings.TrimSpace(admin.ok("events", "-json")), "\n")
+	var newest struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(kept[len(kept)-1]), &newest); err != nil || newest.ID == "" {
+		t.Fatalf("newest event %q: %v", kept[len(kept)-1], err)
+	}
+	follow := exec.Command(admin.bin, "events", "-f", "-json", "--type", "active", "--since", newest.ID)
 	follow.Env = append(os.Environ(), "SANDBOX_ADDR="+admin.addr, "SANDBOX_TOKEN="+admin.token)
 	var fout syncBuffer
 	follow.Stdout, follow.Stderr = &fout, &fout
@@ -319,7 +328,6 @@ func TestSandboxctlSingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { follow.Process.Kill(); follow.Wait() }()
-	time.Sleep(500 * time.Millisecond) // the stream starts "now"
 	hc.waitIdle(t, 60*time.Second)
 	var sb2 sandboxView
 	hc.do("POST", "/api/v1/sandbox/acquire", nil, 200, &sb2)
