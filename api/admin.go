@@ -87,7 +87,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := cluster.ValidateSnapshot(data); err != nil {
 		return errBadRequest("snapshot refused, nothing changed: %v", err)
 	}
-	data, dropped, err := withoutIdle(data)
+	data, dropped, err := withoutPool(data)
 	if err != nil {
 		return errBadRequest("snapshot refused, nothing changed: %v", err)
 	}
@@ -98,21 +98,23 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 		return errUnavailable("restore snapshot", err)
 	}
 	noteWrite(r.Context(), s.state.AppliedIndex())
-	s.log.Warn("cluster state restored from an operator's snapshot", "bytes", len(data), "idle_dropped", dropped,
+	s.log.Warn("cluster state restored from an operator's snapshot", "bytes", len(data), "pool_dropped", dropped,
 		"by", principalFrom(r.Context()).User)
-	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "bytes": len(data), "idle_dropped": dropped,
+	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "bytes": len(data), "pool_dropped": dropped,
 		"applied_index": s.state.AppliedIndex()})
 	return nil
 }
 
-// withoutIdle drops the idle pool sandboxes from a snapshot document. A
-// container that was idle at the save may have been handed to a user and
-// used since; restoring it as idle would hand that user's leftovers to
-// the next caller. Dropped, its container is an orphan the reconciler
-// removes, and the warmer makes fresh ones. Sandboxes that had an owner
-// at the save come back as they were: their containers are still theirs
-// (or, if destroyed since, the reconciler marks them failed).
-func withoutIdle(data []byte) ([]byte, int, error) {
+// withoutPool drops the warm pool from a snapshot document: sandboxes
+// without an owner that are idle or still being made. One that was warm
+// at the save may have been handed to a user and used since; restored, it
+// would be handed to the next caller with that user's leftovers (or, if
+// it was still pending, come back under an id the user knew). Dropped, its
+// container is an orphan the reconciler removes, and the warmer makes
+// fresh ones. Sandboxes that had an owner at the save come back as they
+// were: their containers are still theirs (or, if destroyed since, the
+// reconciler marks them failed).
+func withoutPool(data []byte) ([]byte, int, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, 0, err
@@ -127,11 +129,12 @@ func withoutIdle(data []byte) ([]byte, int, error) {
 	for _, row := range rows {
 		var sb struct {
 			State fsm.SandboxState `json:"state"`
+			Owner string           `json:"owner"`
 		}
 		if err := json.Unmarshal(row, &sb); err != nil {
 			return nil, 0, fmt.Errorf("sandbox row: %w", err)
 		}
-		if sb.State != fsm.StateIdle {
+		if sb.Owner != "" || (sb.State != fsm.StateIdle && sb.State != fsm.StatePending) {
 			kept = append(kept, row)
 		}
 	}

@@ -8,22 +8,23 @@ import (
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 )
 
-// TestWithoutIdle: a restore keeps every sandbox that had an owner or was
-// on its way, drops the idle pool ones, and leaves a document the FSM
-// still restores.
-func TestWithoutIdle(t *testing.T) {
+// TestWithoutPool: a restore keeps every sandbox that had an owner (or
+// was on its way to one), drops the warm pool (unowned, idle or pending),
+// and leaves a document the FSM still restores.
+func TestWithoutPool(t *testing.T) {
 	tests := []struct {
 		name    string
 		doc     string
 		kept    []string
 		dropped int
 	}{
-		{"idle dropped, the rest kept",
+		{"the warm pool dropped, the rest kept",
 			`{"version":1,"applied_index":9,"pool":{},"sandboxes":[
 {"id":"a","state":"idle","pool":true},{"id":"b","state":"active","owner":"alice"},
-{"id":"c","state":"pending"},{"id":"d","state":"paused","owner":"bob"},{"id":"e","state":"idle","pool":true}],
+{"id":"c","state":"pending","owner":"carol"},{"id":"d","state":"paused","owner":"bob"},{"id":"e","state":"idle","pool":true},
+{"id":"f","state":"pending","pool":true},{"id":"g","state":"terminating"}],
 "sessions":[],"requests":[],"tokens":[]}`,
-			[]string{"b", "c", "d"}, 2},
+			[]string{"b", "c", "d", "g"}, 3},
 		{"nothing idle: the document as it was",
 			`{"version":1,"applied_index":3,"pool":{},"sandboxes":[{"id":"b","state":"active","owner":"alice"}],"sessions":[],"requests":[],"tokens":[]}`,
 			[]string{"b"}, 0},
@@ -33,7 +34,7 @@ func TestWithoutIdle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, dropped, err := withoutIdle([]byte(tt.doc))
+			out, dropped, err := withoutPool([]byte(tt.doc))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +63,7 @@ func TestWithoutIdle(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := withoutIdle([]byte(`{"sandboxes":{"a":1}}`)); err == nil {
+	if _, _, err := withoutPool([]byte(`{"sandboxes":{"a":1}}`)); err == nil {
 		t.Error("sandboxes that are not a list were accepted")
 	}
 }

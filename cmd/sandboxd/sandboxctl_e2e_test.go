@@ -530,8 +530,9 @@ func TestSandboxctlCluster(t *testing.T) {
 	if r := alice.run("sandboxes", "inspect", later.SandboxID); r.code != 3 {
 		t.Fatalf("inspect of the sandbox acquired after the save: want exit 3; %s", r)
 	}
-	// Nor is it back in the pool: it was idle at the save, but alice has
-	// used it since, and a used sandbox is never handed to anyone else.
+	// Nor is it back in the pool: it was warm (idle, or still being made)
+	// at the save, but alice has used it since, and a used sandbox is never
+	// handed to anyone else.
 	if slices.Contains(admin.sandboxIDs(), later.SandboxID) {
 		t.Fatalf("the sandbox alice used after the save is back in the state after the restore: %v", admin.sandboxIDs())
 	}
