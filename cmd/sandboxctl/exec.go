@@ -28,10 +28,10 @@ type streamLine struct {
 // copying its output as it comes, and exits with its exit code.
 func cmdExec(e *env, args []string) error {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
-	timeout := fs.Int("t", 0, "the command's timeout in seconds (default: the server's, 30)")
+	// -timeout is the common request bound (a duration); the command's own
+	// limit is -exec-timeout, in seconds as the API takes it.
+	timeout := fs.Int("exec-timeout", 0, "the command's timeout in seconds (default: the server's, 30)")
 	cwd := fs.String("cwd", "", "working directory (default /workspace)")
-	// -timeout is the common request bound; the command's own is --t/--exec-timeout.
-	fs.IntVar(timeout, "exec-timeout", 0, "the command's timeout in seconds (default: the server's, 30)")
 	pos, command, err := parseArgs(e, "exec", fs, args, 1)
 	if err != nil {
 		return err

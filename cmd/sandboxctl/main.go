@@ -47,9 +47,10 @@ Sandboxes:
   sandboxes inspect <id>      one sandbox
   sandboxes kill <id>         release a sandbox (it is destroyed)
   sessions ls                 list sessions
-  exec [--timeout S] [--cwd DIR] <id> -- cmd [args...]
+  exec [--exec-timeout S] [--cwd DIR] <id> -- cmd [args...]
                               run a command, streaming its output; sandboxctl exits
-                              with the command's exit code (124 if it timed out)
+                              with the command's exit code (124 if it timed out;
+                              --exec-timeout in seconds, default the server's 30)
   events [-f] [--since ID] [--sandbox ID] [--type T,...]
                               lifecycle events: without -f the ones kept, then exit;
                               with -f follow new ones (from --since, else from now),

@@ -245,6 +245,9 @@ func TestSandboxctlSingleNode(t *testing.T) {
 	if out := alice.ok("exec", sb.SandboxID, "--", "python3", "-c", "print(6*7)"); out != "42\n" {
 		t.Fatalf("exec python3: %q", out)
 	}
+	if r := alice.run("exec", "--exec-timeout", "1", sb.SandboxID, "--", "sleep", "30"); r.code != 124 || !strings.Contains(r.stderr, "timed out") {
+		t.Fatalf("exec of a command past its timeout: want exit 124, timed out; %s", r)
+	}
 	if r := alice.run("exec", "0123456789abcdef", "--", "true"); r.code != 3 {
 		t.Fatalf("exec in an unknown sandbox: want exit 3; %s", r)
 	}
