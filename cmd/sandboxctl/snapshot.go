@@ -74,6 +74,7 @@ func cmdSnapshotRestore(e *env, args []string) error {
 	var out struct {
 		Restored     bool   `json:"restored"`
 		Bytes        int    `json:"bytes"`
+		PoolDropped  int    `json:"pool_dropped"`
 		AppliedIndex uint64 `json:"applied_index"`
 	}
 	if _, err := e.client(true).do(context.Background(), http.MethodPost, "/api/v1/admin/snapshot/restore", bytes.NewReader(data), &out); err != nil {
@@ -82,6 +83,7 @@ func cmdSnapshotRestore(e *env, args []string) error {
 	if e.json {
 		return writeJSON(e.stdout, out)
 	}
-	_, err = fmt.Fprintf(e.stdout, "restored %d bytes from %s (applied index %d)\n", len(data), pos[0], out.AppliedIndex)
+	_, err = fmt.Fprintf(e.stdout, "restored %s (applied index %d); %d warm pool sandboxes left out, the pool refills\n",
+		pos[0], out.AppliedIndex, out.PoolDropped)
 	return err
 }
