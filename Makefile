@@ -16,6 +16,7 @@ all: build
 
 build: agent
 	$(GO) build -o $(BIN)/sandboxd ./cmd/sandboxd
+	$(GO) build -o $(BIN)/sandboxctl ./cmd/sandboxctl
 
 # The agent must be static: it runs inside images we know nothing about.
 agent:

@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 )
 
@@ -29,6 +31,10 @@ type Cluster interface {
 	ID() string
 	Leader() (id, addr string)
 	IsLeader() bool
+	// Members, WriteSnapshot and Restore serve the admin endpoints (admin.go).
+	Members(ctx context.Context) ([]cluster.Member, error)
+	WriteSnapshot(w io.Writer) error
+	Restore(ctx context.Context, data []byte) error
 }
 
 // State is the read side of the replicated state (*fsm.FSM).
@@ -57,6 +63,8 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Gatherer serves /metrics; nil uses Registry when it is a *prometheus.Registry.
 	Gatherer prometheus.Gatherer
+	// Drainer drains placement hosts (Nomad); nil answers drain with 501.
+	Drainer Drainer
 }
 
 // Server serves the public API and the operator listener.
@@ -64,6 +72,7 @@ type Server struct {
 	cfg     Config
 	cluster Cluster
 	state   State
+	drainer Drainer
 	log     *slog.Logger
 	metrics *metrics
 	gather  prometheus.Gatherer
@@ -107,6 +116,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg:     cfg,
 		cluster: deps.Cluster,
 		state:   deps.State,
+		drainer: deps.Drainer,
 		log:     cfg.Logger.With("component", "api"),
 		gather:  gather,
 		tokens:  newTokenIssuer(cfg),

@@ -26,12 +26,15 @@ const (
 	pathJoin      = "/cluster/v1/join"       // any node; forwarded to the leader
 	pathRemove    = "/cluster/v1/remove"     // any node; forwarded to the leader
 	pathState     = "/cluster/v1/state"      // any node: its Raft last index
+	pathRestore   = "/cluster/v1/restore"    // leader only: body = FSM snapshot document (admin.go)
 
 	// headerTimeout carries the caller's remaining time in milliseconds so the
 	// leader gives up before the caller does.
 	headerTimeout = "Cluster-Timeout-Ms"
 	// maxCommandBytes bounds a forwarded command (a snapshot is not a command).
 	maxCommandBytes = 8 << 20
+	// maxSnapshotBytes bounds a forwarded snapshot restore.
+	maxSnapshotBytes = 1 << 30
 	// defaultRPCTimeout bounds an RPC whose caller set no deadline.
 	defaultRPCTimeout = 10 * time.Second
 )
@@ -126,6 +129,7 @@ func newRPCServer(n *Node) *http.Server {
 	mux.HandleFunc("POST "+pathJoin, n.handleJoin)
 	mux.HandleFunc("POST "+pathRemove, n.handleRemove)
 	mux.HandleFunc("POST "+pathState, n.handleState)
+	mux.HandleFunc("POST "+pathRestore, n.handleRestore)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: handshakeTimeout,
@@ -222,6 +226,22 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 // (readmit.go): this node's Raft last index, 0 without state.
 func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
 	writeReply(w, rpcReply{Index: n.raft.LastIndex()})
+}
+
+// handleRestore runs a restore forwarded by a peer; never forwarded again.
+func (n *Node) handleRestore(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := n.rpcContext(r)
+	defer cancel()
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxSnapshotBytes+1))
+	if err != nil || len(data) > maxSnapshotBytes {
+		writeReply(w, rpcReply{Error: &rpcError{Code: "internal", Message: fmt.Sprintf("bad snapshot body (%d bytes, %v)", len(data), err)}})
+		return
+	}
+	if err := n.restoreLocal(ctx, data); err != nil {
+		writeReply(w, rpcReply{Error: toWire(err)})
+		return
+	}
+	writeReply(w, rpcReply{})
 }
 
 // --- client ---

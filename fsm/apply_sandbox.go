@@ -210,6 +210,9 @@ func applySandboxRelease(t *tx, c *SandboxRelease) *Response {
 		// Never reveal that another owner's sandbox exists.
 		return fail(errorf(CodeNotFound, "sandbox %s not found", c.ID))
 	}
+	if c.IdleOnly && old.State != StateIdle {
+		return fail(errorf(CodeConflict, "sandbox %s is %s, not idle", c.ID, old.State))
+	}
 	if old.State == StateTerminating {
 		return &Response{Sandbox: old.Copy()}
 	}

@@ -296,6 +296,14 @@ func TestSandboxRelease(t *testing.T) {
 				}
 			}},
 		{name: "unknown", cmd: release("nope", "alice"), wantErr: CodeNotFound},
+		{name: "idle only releases an idle one", setup: idle(5, "a"), cmd: &SandboxRelease{ID: "a", Admin: true, IdleOnly: true, Reason: "drained"},
+			check: func(t *testing.T, h *harness, _ *Response) {
+				if s := wantState(t, h, "a", StateTerminating); s.EndReason != "drained" {
+					t.Errorf("end reason %q, want drained", s.EndReason)
+				}
+			}},
+		{name: "idle only leaves an acquired one alone", setup: owned, cmd: &SandboxRelease{ID: "a", Admin: true, IdleOnly: true},
+			wantErr: CodeConflict},
 	})
 }
 

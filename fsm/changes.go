@@ -70,11 +70,20 @@ func (l *changeLog) record(index uint64, changes memdb.Changes) {
 }
 
 // reset forgets everything up to index: a restore replaced the state.
+// A consumer whose cursor is the last index recorded must learn that too:
+// when the restored state is not newer than that (an operator's restore of
+// a saved state, which raft applies at an index past the log's end), the
+// floor goes one past it. Entries applied after such a restore come later
+// still, so none of them is hidden below the floor.
 func (l *changeLog) reset(index uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.head, l.count = 0, 0
-	l.floor = max(index, l.last)
+	if l.last > 0 && l.last >= index {
+		l.floor = l.last + 1
+	} else {
+		l.floor = max(index, l.floor)
+	}
 	l.last = l.floor
 }
 

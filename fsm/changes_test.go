@@ -77,4 +77,26 @@ func TestChangesSayWhenTheyAreIncomplete(t *testing.T) {
 			t.Error("after a restore the feed claims to say what changed")
 		}
 	})
+	t.Run("restore of an older state", func(t *testing.T) {
+		// An operator's restore (sandboxctl snapshot restore) brings back a
+		// state saved at a lower index than the consumer has read.
+		old := newHarness(t)
+		old.mustApply(setPool(0, 10), create("a"))
+		saved := persist(t, old.f)
+		h := newHarness(t)
+		h.mustApply(setPool(0, 10), create("a"), create("b"), create("c"))
+		_, cursor, _ := h.f.Changes(^uint64(0))
+		if err := h.f.Restore(io.NopCloser(bytes.NewReader(saved))); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, complete := h.f.Changes(cursor); complete {
+			t.Error("after restoring an older state the feed claims nothing changed")
+		}
+		_, last, _ := h.f.Changes(^uint64(0))
+		h.index++ // raft's user restore takes an index past the log's end
+		h.mustApply(create("d"))
+		if got, _, complete := h.f.Changes(last); !complete || len(got) != 1 || got[0].ID != "d" {
+			t.Errorf("the first apply after the restore: %+v, complete %v", got, complete)
+		}
+	})
 }

@@ -140,6 +140,10 @@ type SandboxRelease struct {
 	Owner  string `json:"owner"`
 	Admin  bool   `json:"admin,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// IdleOnly releases the sandbox only while it is idle in the pool
+	// (conflict otherwise): a drain recycles warm sandboxes, never one a
+	// user acquired after the drain looked.
+	IdleOnly bool `json:"idle_only,omitempty"`
 }
 
 // SandboxRemoved deletes the record of a terminating or failed sandbox whose

@@ -98,6 +98,9 @@ var (
 	// (Nomad: the workspace archive would exceed the sandbox's disk
 	// limit); the sandbox still runs. The reconciler resumes its session.
 	ErrPauseRefused = errors.New("sandbox cannot be paused")
+	// ErrNodeNotFound means a driver that can drain hosts (Nomad) knows no
+	// host by the name it was given.
+	ErrNodeNotFound = errors.New("node not found in driver")
 )
 
 // ImageNotFoundError reports an image that is neither present nor pullable.

@@ -158,7 +158,11 @@ func Run(args []string, d Defaults) error {
 	// had committed (a single node: its own log), every API call but /health
 	// and /metrics answers 503 not_ready and /health says "starting", so a
 	// restarted node never serves a stale list (api/DESIGN.md, "Consistency").
-	srv, err := api.New(apiCfg, api.Deps{Cluster: node, State: state, Registry: reg, Gatherer: reg})
+	deps := api.Deps{Cluster: node, State: state, Registry: reg, Gatherer: reg}
+	if d, ok := driver.(api.Drainer); ok {
+		deps.Drainer = d // Nomad: client nodes can be drained
+	}
+	srv, err := api.New(apiCfg, deps)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
