@@ -71,6 +71,20 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxSnapshotBytes bounds a snapshot a restore accepts: far above the
+// state of 10,000 sandboxes (make bench-scale), far below what a node's
+// memory holds while it checks the file.
+const maxSnapshotBytes = 1 << 30
+
+// snapshotLimit is the body limit of a restore: MAX_UPLOAD_BYTES when the
+// operator set a smaller one.
+func (s *Server) snapshotLimit() int64 {
+	if s.cfg.MaxUploadBytes > 0 {
+		return min(s.cfg.MaxUploadBytes, maxSnapshotBytes)
+	}
+	return maxSnapshotBytes
+}
+
 // handleRestore answers POST /api/v1/admin/snapshot/restore: the body, a
 // document from GET /api/v1/admin/snapshot, replaces the whole replicated
 // state on every node (raft user restore on the leader; a follower

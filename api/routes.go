@@ -117,14 +117,14 @@ func (s *Server) routes() http.Handler {
 					s.withDeadline(s.transferBudget, handlerFunc(s.handleUpload)))
 			})
 			// Operator endpoints, admin only (admin.go); a snapshot restore
-			// takes the upload limit.
+			// takes the snapshot limit.
 			r.Route("/admin", func(r chi.Router) {
 				r.Use(adminOnly)
 				r.With(limitBody(s.cfg.MaxBodyBytes)).Method(http.MethodGet, "/members", handlerFunc(s.handleMembers))
 				r.With(limitBody(s.cfg.MaxBodyBytes)).Method(http.MethodPost, "/nodes/{node}/drain", handlerFunc(s.handleDrain))
 				r.With(limitBody(s.cfg.MaxBodyBytes)).Method(http.MethodDelete, "/nodes/{node}/drain", handlerFunc(s.handleUndrain))
-				r.With(limitBody(s.cfg.MaxUploadBytes)).Method(http.MethodGet, "/snapshot", s.withDeadline(s.transferBudget, handlerFunc(s.handleSnapshot)))
-				r.With(limitBody(s.cfg.MaxUploadBytes)).Method(http.MethodPost, "/snapshot/restore", s.withDeadline(s.transferBudget, handlerFunc(s.handleRestore)))
+				r.With(limitBody(s.cfg.MaxBodyBytes)).Method(http.MethodGet, "/snapshot", s.withDeadline(s.transferBudget, handlerFunc(s.handleSnapshot)))
+				r.With(limitBody(s.snapshotLimit())).Method(http.MethodPost, "/snapshot/restore", s.withDeadline(s.transferBudget, handlerFunc(s.handleRestore)))
 			})
 		})
 	})

@@ -41,9 +41,8 @@ Cluster:
                               the local Docker driver answers 501: one host)
 Sandboxes:
   sandboxes ls [--state S] [--owner U]
-                              list sandboxes (yours; an admin sees all). --state and
-                              --owner filter on the client: the server returns the
-                              whole list today
+                              list sandboxes (yours; an admin sees all), every page.
+                              --state filters on the server, --owner on the client
   sandboxes inspect <id>      one sandbox
   sandboxes kill <id>         release a sandbox (it is destroyed)
   sessions ls                 list sessions

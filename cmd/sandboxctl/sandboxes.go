@@ -46,24 +46,55 @@ type rawList[T any] struct {
 	raw   []map[string]any
 }
 
-func getList[T any](ctx context.Context, c *client, path, key string) (*rawList[T], error) {
-	var raw map[string][]map[string]any
-	if _, err := c.do(ctx, http.MethodGet, path, nil, &raw); err != nil {
-		return nil, err
+// maxListPages bounds how many pages a list follows (1000 items each).
+const maxListPages = 1000
+
+// getList reads every page of a list answer (following next_page_token),
+// with the filters in query.
+func getList[T any](ctx context.Context, c *client, path, key string, query url.Values) (*rawList[T], error) {
+	l := &rawList[T]{}
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
 	}
-	l := &rawList[T]{raw: raw[key]}
-	for _, m := range l.raw {
-		var v T
-		if err := remarshal(m, &v); err != nil {
+	for page := 0; page < maxListPages; page++ {
+		var raw struct {
+			Items map[string]json.RawMessage
+		}
+		target := path
+		if enc := q.Encode(); enc != "" {
+			target += "?" + enc
+		}
+		if _, err := c.do(ctx, http.MethodGet, target, nil, &raw.Items); err != nil {
+			return nil, err
+		}
+		var items []map[string]any
+		if err := json.Unmarshal(raw.Items[key], &items); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", key, err)
 		}
-		l.typed = append(l.typed, v)
+		for _, m := range items {
+			var v T
+			if err := remarshal(m, &v); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", key, err)
+			}
+			l.raw, l.typed = append(l.raw, m), append(l.typed, v)
+		}
+		var next string
+		if tok, ok := raw.Items["next_page_token"]; ok {
+			if err := json.Unmarshal(tok, &next); err != nil {
+				return nil, fmt.Errorf("decode next_page_token: %w", err)
+			}
+		}
+		if next == "" {
+			return l, nil
+		}
+		q.Set("page_token", next)
 	}
-	return l, nil
+	return nil, fmt.Errorf("list %s: more than %d pages", path, maxListPages)
 }
 
-// cmdSandboxesList lists sandboxes. --state and --owner filter here, on
-// the client: the server's list takes no filters yet.
+// cmdSandboxesList lists sandboxes, every page. --state filters on the
+// server; --owner here (the server lists an admin everyone's).
 func cmdSandboxesList(e *env, args []string) error {
 	fs := flag.NewFlagSet("sandboxes ls", flag.ContinueOnError)
 	state := fs.String("state", "", "only sandboxes in this state (idle, pending, active, paused, resuming, terminating, failed)")
@@ -71,7 +102,11 @@ func cmdSandboxesList(e *env, args []string) error {
 	if _, _, err := parseArgs(e, "sandboxes ls", fs, args, 0); err != nil {
 		return err
 	}
-	l, err := getList[sandbox](context.Background(), e.client(true), "/api/v1/sandboxes", "sandboxes")
+	query := url.Values{}
+	if *state != "" {
+		query.Set("state", *state)
+	}
+	l, err := getList[sandbox](context.Background(), e.client(true), "/api/v1/sandboxes", "sandboxes", query)
 	if err != nil {
 		return fail("sandboxes ls", err)
 	}
@@ -134,7 +169,11 @@ func cmdSessionsList(e *env, args []string) error {
 	if _, _, err := parseArgs(e, "sessions ls", fs, args, 0); err != nil {
 		return err
 	}
-	l, err := getList[session](context.Background(), e.client(true), "/api/v1/sessions", "sessions")
+	query := url.Values{}
+	if *state != "" {
+		query.Set("state", *state) // deleted sessions are listed only when asked for
+	}
+	l, err := getList[session](context.Background(), e.client(true), "/api/v1/sessions", "sessions", query)
 	if err != nil {
 		return fail("sessions ls", err)
 	}
