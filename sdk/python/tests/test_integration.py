@@ -321,6 +321,28 @@ class UnifiedLifecycleTest(unittest.TestCase):
             with _client("mallory") as m:
                 self.assertEqual(list(m.events(since="0", sandbox_id=sid, follow=False)), [])
 
+    def test_following_events_sees_a_new_sandbox_live(self) -> None:
+        import threading
+
+        with _client("hank") as c:
+            seen: List[str] = []
+            done = threading.Event()
+
+            def follow() -> None:
+                for ev in c.events():  # from now, waiting for more
+                    seen.append(ev.type)
+                    if ev.type == "released":
+                        done.set()
+                        return
+
+            t = threading.Thread(target=follow, daemon=True)
+            t.start()
+            time.sleep(0.5)  # the stream is open before the sandbox is made
+            with Sandbox.create(client=c) as sb:
+                sb.run_command("true")
+            self.assertTrue(done.wait(30), f"no released event within 30 s; saw {seen}")
+            self.assertIn(seen[0], ("active", "created"))
+
     def test_missing_sandbox_and_missing_file_are_told_apart(self) -> None:
         with _client("gus") as c:
             with self.assertRaises(cs.SandboxNotFoundError):
