@@ -53,3 +53,59 @@ func TestOpenAPIServed(t *testing.T) {
 		})
 	}
 }
+
+// eachMediaType calls fn for every request and response body of every
+// operation, named "operationId request|response <status> <media type>".
+func eachMediaType(doc *openapi3.T, fn func(where string, mt *openapi3.MediaType)) {
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if rb := op.RequestBody; rb != nil && rb.Value != nil {
+				for ct, mt := range rb.Value.Content {
+					fn(op.OperationID+" request "+ct, mt)
+				}
+			}
+			for status, resp := range op.Responses.Map() {
+				if resp.Value == nil {
+					continue
+				}
+				for ct, mt := range resp.Value.Content {
+					fn(op.OperationID+" response "+status+" "+ct, mt)
+				}
+			}
+		}
+	}
+}
+
+// TestOpenAPIExamplesMatchSchemas validates every body example, one by
+// one, against its schema with JSON Schema 2020-12, so a failure names the
+// operation, the example and the field.
+func TestOpenAPIExamplesMatchSchemas(t *testing.T) {
+	doc := loadOpenAPI(t)
+	n := 0
+	eachMediaType(doc, func(where string, mt *openapi3.MediaType) {
+		if mt.Schema == nil || mt.Schema.Value == nil {
+			t.Errorf("%s has no schema", where)
+			return
+		}
+		examples := map[string]any{}
+		if mt.Example != nil {
+			examples["example"] = mt.Example
+		}
+		for name, ex := range mt.Examples {
+			if ex.Value == nil {
+				t.Errorf("%s example %q does not resolve", where, name)
+				continue
+			}
+			examples[name] = ex.Value.Value
+		}
+		for name, v := range examples {
+			n++
+			if err := mt.Schema.Value.VisitJSON(v, openapi3.EnableJSONSchema2020(), openapi3.MultiErrors()); err != nil {
+				t.Errorf("%s example %q does not match its schema: %v", where, name, err)
+			}
+		}
+	})
+	if n < 40 {
+		t.Errorf("validated only %d examples; the document should carry one per body", n)
+	}
+}
