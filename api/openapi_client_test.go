@@ -175,7 +175,7 @@ func (cc *contractClient) checkAnswer(op string, in *openapi3filter.RequestValid
 	ct := resp.Header.Get("Content-Type")
 	stream := ct == "application/x-ndjson" || ct == "text/event-stream"
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
-		Body: io.NopCloser(bytes.NewReader(body)),
+		Body:    io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true, ExcludeResponseBody: stream}}
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		t.Errorf("%s: %d answer does not match api/openapi.json: %v", op, resp.StatusCode, err)
