@@ -71,7 +71,8 @@ func routedOps(t *testing.T, h http.Handler) map[string]bool {
 // TestOpenAPICoversRouter checks, for each listener, that every route of
 // its chi router is documented with the same method and path template, and
 // that every operation documented for it is routed (unless it is marked
-// x-pending-merge).
+// x-pending-merge). Once the branch that adds a pending operation is
+// merged, the mark must go, so that the live flow has to reach it.
 func TestOpenAPICoversRouter(t *testing.T) {
 	doc := loadOpenAPI(t)
 	docOps := documentedOps(doc)
@@ -82,10 +83,14 @@ func TestOpenAPICoversRouter(t *testing.T) {
 	}{{listenerPublic, e.srv.Handler()}, {listenerOperator, e.srv.OpsHandler()}} {
 		t.Run(l.name, func(t *testing.T) {
 			routed := routedOps(t, l.h)
-			var undocumented, unrouted []string
+			var undocumented, unrouted, merged []string
 			for r := range routed {
-				if d, ok := docOps[r]; !ok || !slices.Contains(d.listeners, l.name) {
+				d, ok := docOps[r]
+				switch {
+				case !ok || !slices.Contains(d.listeners, l.name):
 					undocumented = append(undocumented, r)
+				case d.pending:
+					merged = append(merged, r+" ("+d.id+")")
 				}
 			}
 			for r, d := range docOps {
@@ -93,9 +98,10 @@ func TestOpenAPICoversRouter(t *testing.T) {
 					unrouted = append(unrouted, r+" ("+d.id+")")
 				}
 			}
-			if len(undocumented)+len(unrouted) > 0 {
+			if len(undocumented)+len(unrouted)+len(merged) > 0 {
 				slices.Sort(undocumented)
 				slices.Sort(unrouted)
+				slices.Sort(merged)
 				var b strings.Builder
 				fmt.Fprintf(&b, "the %s router and api/openapi.json disagree:\n", l.name)
 				fmt.Fprintf(&b, "  routed but not documented (%d):\n", len(undocumented))
@@ -104,6 +110,10 @@ func TestOpenAPICoversRouter(t *testing.T) {
 				}
 				fmt.Fprintf(&b, "  documented but not routed (%d):\n", len(unrouted))
 				for _, r := range unrouted {
+					fmt.Fprintf(&b, "    %s\n", r)
+				}
+				fmt.Fprintf(&b, "  routed but still marked x-pending-merge: remove the mark, and reach them in TestOpenAPILiveFlow (%d):\n", len(merged))
+				for _, r := range merged {
 					fmt.Fprintf(&b, "    %s\n", r)
 				}
 				t.Fatal(b.String())
