@@ -33,6 +33,7 @@ func (s *Server) routes() http.Handler {
 	// /metrics is open as on every Prometheus target: it carries counts, no
 	// user data, and scrapers rarely hold tokens.
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r.Method(http.MethodGet, "/api/v1/openapi.json", http.HandlerFunc(handleOpenAPI)) // the contract (openapi.go)
 
 	r.Route("/api/v1", func(r chi.Router) {
 		// Not ready → 503; a named index is waited for; every answer says
@@ -140,6 +141,7 @@ func (s *Server) opsRoutes() http.Handler {
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
 	r.With(s.consistency).Method(http.MethodGet, "/api/v1/sandbox/stats", handlerFunc(s.handleStats))
 	r.Method(http.MethodGet, "/api/v1/cluster", handlerFunc(s.handleCluster))
+	r.Method(http.MethodGet, "/api/v1/openapi.json", http.HandlerFunc(handleOpenAPI))
 	return r
 }
 

@@ -110,6 +110,7 @@ type statsResponse struct {
 	Active      int    `json:"active"`
 	Pending     int    `json:"pending"`
 	Paused      int    `json:"paused"`
+	Resuming    int    `json:"resuming"`
 	Terminating int    `json:"terminating"`
 	Failed      int    `json:"failed"`
 	MinSize     int    `json:"min_size"`
@@ -123,7 +124,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.PoolStats()
 	writeJSON(w, http.StatusOK, statsResponse{
 		Total: st.Total, Idle: st.Idle, Active: st.Active, Pending: st.Pending, Paused: st.Paused,
-		Terminating: st.Terminating, Failed: st.Failed, MinSize: st.MinSize, MaxSize: st.MaxSize,
+		Resuming: st.Resuming, Terminating: st.Terminating, Failed: st.Failed, MinSize: st.MinSize, MaxSize: st.MaxSize,
 		Image: s.state.Pool().Image,
 	})
 	return nil
