@@ -122,12 +122,15 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// NoNetwork reports whether runtime gives containers no network: gVisor,
-// which deploy/gvisor/setup.sh registers with --network=none ("runsc", or a
-// RUNTIME_NAME containing "gvisor" or "runsc"). Its ptrace platform cannot
-// network in the root namespace, and the egress firewall needs the host
-// kernel's netfilter in the sandbox's namespace, which gVisor does not use.
-func NoNetwork(runtime string) bool {
+// GVisor reports whether runtime is gVisor as deploy/gvisor/setup.sh
+// registers it: "runsc", or a RUNTIME_NAME containing "gvisor" or "runsc".
+func GVisor(runtime string) bool {
 	r := strings.ToLower(runtime)
 	return strings.Contains(r, "runsc") || strings.Contains(r, "gvisor")
 }
+
+// NoNetwork reports whether runtime gives containers no network: gVisor,
+// registered with --network=none. Its ptrace platform cannot network in the
+// root namespace, and the egress firewall needs the host kernel's netfilter
+// in the sandbox's namespace, which gVisor does not use.
+func NoNetwork(runtime string) bool { return GVisor(runtime) }
