@@ -10,7 +10,7 @@ DATA_DIR ?= $(CURDIR)/.data
 
 export CGO_ENABLED = 0
 
-.PHONY: all build agent image run run-all test test-go test-attack test-nomad test-python bench bench-scale bench-failover vet clean
+.PHONY: all build agent image run run-all test test-go test-attack test-nomad test-python bench bench-scale bench-failover vet clean gvisor
 
 all: build
 
@@ -41,7 +41,14 @@ test: agent image vet test-go test-python
 # binary is on PATH or in NOMAD_BIN; without one it is skipped, and said so.
 test-go:
 	@command -v $${NOMAD_BIN:-nomad} >/dev/null || echo "test-go: Nomad suite skipped: no nomad binary (put Nomad 1.6.5 on PATH or set NOMAD_BIN; make test-nomad requires it)"
+	@docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' || echo "test-go: gVisor suite skipped: Docker has no runsc runtime (run 'sudo make gvisor'; under CI=true it fails instead)"
 	$(GO) test -count=1 -timeout 60m ./...
+
+# Registers gVisor's runsc with Docker (root; SIGHUP, no restart), then runs
+# the gVisor suite: the runc tests again with Runtime "runsc".
+gvisor: agent image
+	bash deploy/gvisor/setup.sh
+	GVISOR_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run 'GVisor' ./placement/docker/
 
 # Only the Nomad suite, against a real Nomad dev agent it starts from
 # deploy/nomad/; fails when no nomad binary is found.

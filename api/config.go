@@ -68,6 +68,12 @@ type Config struct {
 	DefaultCPUCount float64
 	DefaultMemoryMB int64
 
+	// NoNetworkRuntime names the runtime sandboxes run under when it gives
+	// them no network (gVisor with --network=none): acquire and session
+	// create with network true are then a 422 naming it, not a sandbox
+	// whose placement fails later. Empty: network is offered.
+	NoNetworkRuntime string
+
 	// ReadyTimeout bounds how long acquire and session create wait for a
 	// sandbox created on demand to become active.
 	ReadyTimeout time.Duration

@@ -65,6 +65,9 @@ func (s *Server) acquireCommand(req acquireRequest, p *principal) (*fsm.SandboxA
 	if err := s.checkImage(req.Image); err != nil {
 		return nil, err
 	}
+	if err := s.checkNetwork(req.Network); err != nil {
+		return nil, err
+	}
 	cmd := &fsm.SandboxAcquire{Owner: p.User, Role: p.Role, NewID: newID(), Image: req.Image, Network: req.Network,
 		IdleTimeout: s.cfg.DefaultIdleTimeout, Lifetime: s.cfg.DefaultLifetime}
 	if req.CPUCount != nil || req.MemoryMB != nil || req.DiskMB != nil {
@@ -243,5 +246,13 @@ func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request, cmd fsm.C
 		return errNotFound("sandbox")
 	}
 	writeJSON(w, http.StatusOK, viewSandbox(sb))
+	return nil
+}
+
+// checkNetwork refuses a sandbox with network when the runtime has none.
+func (s *Server) checkNetwork(network bool) error {
+	if network && s.cfg.NoNetworkRuntime != "" {
+		return errUnprocessable("network: sandboxes here run under runtime %q (gVisor), which gives them no network; ask without network", s.cfg.NoNetworkRuntime)
+	}
 	return nil
 }

@@ -56,6 +56,9 @@ func (s *Server) sessionCommand(req sessionRequest, p *principal) (*fsm.SessionC
 	if err := s.checkImage(cmd.Image); err != nil {
 		return nil, err
 	}
+	if err := s.checkNetwork(req.Network); err != nil {
+		return nil, err
+	}
 	if req.CPUCount != nil {
 		if *req.CPUCount < minCPU || *req.CPUCount > maxCPU {
 			return nil, errUnprocessable("cpu_count must be between %g and %g", minCPU, maxCPU)

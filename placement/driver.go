@@ -103,6 +103,23 @@ var (
 	ErrNodeNotFound = errors.New("node not found in driver")
 )
 
+// ErrNoNetwork means the sandbox asked for a network (egress) that the
+// driver's runtime cannot give it.
+var ErrNoNetwork = errors.New("runtime gives sandboxes no network")
+
+// NoNetworkError refuses a sandbox with a network under a runtime that has
+// none: gVisor as deploy/gvisor/setup.sh registers it (--network=none).
+// Nothing was created; asking again cannot succeed on this cluster.
+type NoNetworkError struct {
+	Runtime string
+}
+
+func (e *NoNetworkError) Error() string {
+	return fmt.Sprintf("sandboxes with network (egress) cannot run under runtime %q: it gives them no network (gVisor with --network=none); ask without network, or use a runc cluster", e.Runtime)
+}
+
+func (e *NoNetworkError) Unwrap() error { return ErrNoNetwork }
+
 // ImageNotFoundError reports an image that is neither present nor pullable.
 type ImageNotFoundError struct {
 	Image string

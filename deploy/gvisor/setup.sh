@@ -2,7 +2,10 @@
 # Registers gVisor's runsc as a Docker runtime for Cloud Sandbox, without
 # restarting the daemon: installs Debian's runsc if missing, adds the runtime
 # to /etc/docker/daemon.json (keeping everything else there), and reloads
-# the daemon with SIGHUP. Idempotent. Needs root.
+# the daemon with SIGHUP (never a restart: running containers stay up, and
+# the default runtime stays runc). Idempotent and bounded: every apt-get and
+# docker call has a timeout, and the wait for the reload is at most ~20 s.
+# Needs root.
 #
 #   deploy/gvisor/setup.sh            # runtime "runsc"
 #   RUNTIME_NAME=gvisor deploy/gvisor/setup.sh
@@ -24,7 +27,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if ! command -v runsc >/dev/null; then
   echo "gvisor setup: installing runsc from Debian"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runsc >/dev/null
+  # Bounded: a stuck mirror must fail CI, not hang it.
+  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends runsc >/dev/null ||
+    { timeout 120 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends runsc >/dev/null; }
 fi
 runsc_path=$(command -v runsc)
 
@@ -60,7 +65,7 @@ if [ "$changed" = yes ]; then
 fi
 # The reload is asynchronous: wait (bounded) until the daemon lists it.
 for _ in $(seq 1 50); do
-  if docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q "\"$name\""; then
+  if timeout 10 docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q "\"$name\""; then
     echo "gvisor setup: runtime $name ready ($($runsc_path --version 2>/dev/null | head -1))"
     exit 0
   fi

@@ -178,3 +178,43 @@ func rawCreateStart(ctx context.Context, d *Driver, spec placement.Spec) error {
 	}
 	return nil
 }
+
+// BenchmarkGVisorExec prints exec medians under gVisor (runsc) beside runc,
+// through the agent and through raw docker exec, with the gVisor/runc
+// ratio. Skipped, and said so, without a runsc runtime in Docker.
+//
+//	go test ./placement/docker -run '^$' -bench GVisorExec -benchtime 30x
+func BenchmarkGVisorExec(b *testing.B) {
+	needGVisor(b)
+	runc := newSandbox(b, newDriver(b, nil), placement.Spec{})
+	dg := newDriver(b, func(c *Config) { c.Runtime = gvisorRuntime })
+	gv := newSandbox(b, dg, placement.Spec{})
+	ctx := context.Background()
+	n := b.N
+	py := []string{"python3", "-c", "print(1)"}
+	m := measure(b, n, []func() error{
+		func() error { return agentExec(ctx, runc.client, "true") },
+		func() error { return agentExec(ctx, gv.client, "true") },
+		func() error { return dockerExec(ctx, dg, runc.p.ContainerID, "true") },
+		func() error { return dockerExec(ctx, dg, gv.p.ContainerID, "true") },
+		func() error { return agentExec(ctx, runc.client, py...) },
+		func() error { return agentExec(ctx, gv.client, py...) },
+		func() error { return dockerExec(ctx, dg, runc.p.ContainerID, py...) },
+		func() error { return dockerExec(ctx, dg, gv.p.ContainerID, py...) },
+	})
+	b.ReportMetric(ms(m[1]), "gvisor-agent-exec-ms")
+	if n == 1 {
+		return
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "\ngVisor (runsc) beside runc, medians of %d execs each, image %s\n", n, testImage)
+	fmt.Fprintf(&t, "%-34s %12s %12s %9s\n", "operation", "runc", "gVisor", "gVisor/runc")
+	row := func(op string, r, g time.Duration) {
+		fmt.Fprintf(&t, "%-34s %9.2f ms %9.2f ms %8.1fx\n", op, ms(r), ms(g), float64(g)/float64(r))
+	}
+	row("exec true via agent", m[0], m[1])
+	row("docker exec true (API)", m[2], m[3])
+	row("python print(1) via agent", m[4], m[5])
+	row("docker exec python3 -c print(1)", m[6], m[7])
+	fmt.Fprint(os.Stdout, t.String())
+}

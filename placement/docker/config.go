@@ -3,6 +3,7 @@ package docker
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/cloud-sandbox/cloud-sandbox/placement/egress"
 
@@ -29,6 +30,7 @@ type Config struct {
 	// cannot override the cloud-sandbox.cluster, .sandbox and .managed labels.
 	Labels map[string]string
 	// Runtime is an optional OCI runtime, e.g. "runsc" for gVisor.
+	// Sandboxes under gVisor have no network (see NoNetwork).
 	Runtime string
 	// PidsLimit caps processes per sandbox (default 256).
 	PidsLimit int64
@@ -119,3 +121,16 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// GVisor reports whether runtime is gVisor as deploy/gvisor/setup.sh
+// registers it: "runsc", or a RUNTIME_NAME containing "gvisor" or "runsc".
+func GVisor(runtime string) bool {
+	r := strings.ToLower(runtime)
+	return strings.Contains(r, "runsc") || strings.Contains(r, "gvisor")
+}
+
+// NoNetwork reports whether runtime gives containers no network: gVisor,
+// registered with --network=none. Its ptrace platform cannot network in the
+// root namespace, and the egress firewall needs the host kernel's netfilter
+// in the sandbox's namespace, which gVisor does not use.
+func NoNetwork(runtime string) bool { return GVisor(runtime) }

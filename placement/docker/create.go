@@ -37,6 +37,10 @@ func (d *Driver) Create(ctx context.Context, spec placement.Spec) (p fsm.Placeme
 	start := time.Now()
 	log := d.log.With("sandbox.id", spec.ID, "image", spec.Image)
 
+	// Refused before anything exists: there is nothing to clean up.
+	if spec.Network && NoNetwork(d.cfg.Runtime) {
+		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, &placement.NoNetworkError{Runtime: d.cfg.Runtime})
+	}
 	if err := d.ensureImage(ctx, spec.Image); err != nil {
 		return fsm.Placement{}, fmt.Errorf("create sandbox %s: %w", spec.ID, err)
 	}

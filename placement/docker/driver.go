@@ -53,10 +53,12 @@ func New(cfg Config) (*Driver, error) {
 // Name is "docker".
 func (d *Driver) Name() string { return "docker" }
 
-// Capabilities: limits change in place, a pause freezes the container
+// Capabilities: limits change in place (not under gVisor), a pause freezes the container
 // (processes and memory kept), and a resume thaws it where it is.
 func (d *Driver) Capabilities() placement.Capabilities {
-	return placement.Capabilities{LiveUpdate: true, FreezeInPlace: true, MovesOnResume: false}
+	// Debian's runsc (0.0~20221219) has no "update" subcommand: Docker's
+	// update fails under gVisor, so limits are fixed at create there.
+	return placement.Capabilities{LiveUpdate: !GVisor(d.cfg.Runtime), FreezeInPlace: true, MovesOnResume: false}
 }
 
 // Close releases the connection to the Docker daemon; sandboxes keep running.

@@ -39,6 +39,15 @@ func (d *Driver) Destroy(ctx context.Context, sandboxID string, p fsm.Placement)
 	}
 	var err error
 	if target != "" {
+		if GVisor(d.cfg.Runtime) {
+			// Under gVisor Docker's kill cannot reach a paused sandbox's
+			// processes ("PID ... is zombie and can not be killed"), so the
+			// forced remove fails: thaw it first. Errors other than "not
+			// paused" or "gone" leave the remove to report.
+			if uerr := d.docker.ContainerUnpause(ctx, target); uerr != nil && !errdefs.IsNotFound(uerr) && !errdefs.IsConflict(uerr) {
+				d.log.Debug("unpause before remove", "sandbox.id", sandboxID, "err", uerr)
+			}
+		}
 		// Force removes a paused container too: Docker kills, then thaws.
 		err = d.docker.ContainerRemove(ctx, target, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !errdefs.IsNotFound(err) {
@@ -115,6 +124,14 @@ func (d *Driver) setPaused(ctx context.Context, sandboxID string, pause bool) er
 func (d *Driver) Update(ctx context.Context, sandboxID string, res fsm.Resources) error {
 	if err := placement.CheckID(sandboxID); err != nil {
 		return fmt.Errorf("update sandbox: %w", err)
+	}
+	if GVisor(d.cfg.Runtime) {
+		// Refused before Docker answers with runsc's usage text; a missing
+		// sandbox is still ErrNotFound.
+		if _, err := d.docker.ContainerInspect(ctx, d.containerName(sandboxID)); errdefs.IsNotFound(err) {
+			return fmt.Errorf("update sandbox %s: %w", sandboxID, placement.ErrNotFound)
+		}
+		return fmt.Errorf("update sandbox %s: runtime %q (gVisor) cannot change a running sandbox's limits; Capabilities().LiveUpdate is false", sandboxID, d.cfg.Runtime)
 	}
 	res = d.resources(res)
 	_, err := d.docker.ContainerUpdate(ctx, d.containerName(sandboxID), container.UpdateConfig{Resources: d.limits(res)})

@@ -37,6 +37,11 @@ var (
 
 const testLabel = "cloud-sandbox.test"
 
+// testRuntime is the OCI runtime newDriver's drivers use: "" (Docker's
+// default, runc) for the package's tests, "runsc" while TestGVisor runs
+// them again under gVisor. Tests never run in parallel here.
+var testRuntime string
+
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
@@ -155,6 +160,7 @@ func newDriver(tb testing.TB, edit func(*Config)) *Driver {
 		AgentBinary: testAgent,
 		StateDir:    testState,
 		Labels:      map[string]string{testLabel: "1"},
+		Runtime:     testRuntime,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if edit != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/cloud-sandbox/cloud-sandbox/cluster"
 	"github.com/cloud-sandbox/cloud-sandbox/fsm"
 	"github.com/cloud-sandbox/cloud-sandbox/placement"
+	"github.com/cloud-sandbox/cloud-sandbox/placement/docker"
 )
 
 // Main runs a node until SIGTERM or SIGINT and exits the process with its
@@ -70,6 +71,9 @@ func Run(args []string, d Defaults) error {
 	apiCfg.DefaultCPUCount = cfg.Pool.Resources.CPUCount
 	apiCfg.DefaultMemoryMB = cfg.Pool.Resources.MemoryMB
 	apiCfg.Logger = log
+	if cfg.Driver == "docker" && docker.NoNetwork(cfg.Runtime) {
+		apiCfg.NoNetworkRuntime = cfg.Runtime
+	}
 	if err := apiCfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
