@@ -3,6 +3,8 @@ package api
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
@@ -135,6 +137,68 @@ func TestOpenAPILiveFlow(t *testing.T) {
 	cc.do(contractCall{op: "resumeSandbox", method: "POST", url: lc + "/resume", token: tok, status: 200})
 	cc.do(contractCall{op: "connectSandbox", method: "POST", url: lc + "/connect", token: tok, status: 200})
 
+	// Background processes: a cat fed through stdin, a sleeper signalled,
+	// a terminal resized (all bounded: waits of at most 10 s).
+	pr := api + "/api/v1/processes"
+	r = cc.do(contractCall{op: "startProcess", method: "POST", url: pr, token: tok, status: 200,
+		body: map[string]any{"sandbox_id": sb, "command": []string{"cat"}, "stdin": true, "tag": "echo", "env": map[string]string{"K": "V"}, "cwd": e.workdir}})
+	cat := fmt.Sprintf("%s/%d", pr, int(r.body["pid"].(float64)))
+	r = cc.do(contractCall{op: "startProcess", method: "POST", url: pr, token: tok, status: 200, body: map[string]any{"sandbox_id": sb, "command": "sleep 300", "timeout": 60}})
+	sleeper := fmt.Sprintf("%s/%d", pr, int(r.body["pid"].(float64)))
+	r = cc.do(contractCall{op: "startProcess", method: "POST", url: pr, token: tok, status: 200,
+		body: map[string]any{"sandbox_id": sb, "command": []string{"sleep", "300"}, "pty": map[string]int{"rows": 24, "cols": 80}}})
+	term := fmt.Sprintf("%s/%d", pr, int(r.body["pid"].(float64)))
+	sbq := "?sandbox_id=" + sb
+	for _, c := range []contractCall{
+		{op: "startProcess", method: "POST", url: pr, body: map[string]any{"sandbox_id": sb}, status: 400, invalid: true},
+		{op: "startProcess", method: "POST", url: pr, body: map[string]any{"sandbox_id": sb, "command": "true", "pty": map[string]int{"rows": 0, "cols": 80}}, status: 422, invalid: true},
+		{op: "listProcesses", method: "GET", url: pr + sbq, status: 200},
+		{op: "getProcess", method: "GET", url: cat + sbq, status: 200},
+		{op: "getProcess", method: "GET", url: pr + "/999999" + sbq, status: 404},
+		{op: "writeProcessStdin", method: "POST", url: cat + "/stdin", body: map[string]any{"sandbox_id": sb, "data": "hi there"}, status: 204},
+		{op: "writeProcessStdin", method: "POST", url: cat + "/stdin", body: map[string]any{"sandbox_id": sb, "close": true}, status: 204},
+		{op: "waitProcess", method: "POST", url: cat + "/wait", body: map[string]any{"sandbox_id": sb, "timeout": 10}, status: 200},
+		{op: "streamProcessOutput", method: "GET", url: cat + "/output" + sbq + "&offset=0&follow=false", status: 200},
+		{op: "writeProcessStdin", method: "POST", url: cat + "/stdin", body: map[string]any{"sandbox_id": sb, "data": "late"}, status: 409},
+		{op: "resizeProcess", method: "POST", url: term + "/resize", body: map[string]any{"sandbox_id": sb, "rows": 40, "cols": 120}, status: 204},
+		{op: "resizeProcess", method: "POST", url: sleeper + "/resize", body: map[string]any{"sandbox_id": sb, "rows": 40, "cols": 120}, status: 409},
+		{op: "signalProcess", method: "POST", url: term + "/signal", body: map[string]any{"sandbox_id": sb}, status: 204},
+		{op: "signalProcess", method: "POST", url: sleeper + "/signal", body: map[string]any{"sandbox_id": sb, "signal": "SIGTERM"}, status: 204},
+		{op: "waitProcess", method: "POST", url: sleeper + "/wait", body: map[string]any{"sandbox_id": sb, "timeout": 10}, status: 200},
+		{op: "signalProcess", method: "POST", url: sleeper + "/signal", body: map[string]any{"sandbox_id": sb, "signal": "SIGTERM"}, status: 409},
+		{op: "waitProcess", method: "POST", url: term + "/wait", body: map[string]any{"sandbox_id": sb, "timeout": 10}, status: 200},
+	} {
+		c.token = tok
+		r = cc.do(c)
+		if c.op == "streamProcessOutput" && !strings.Contains(string(r.raw), `"type":"exit"`) {
+			t.Fatalf("output = %s, want an exit line", r.raw)
+		}
+	}
+
+	// Code contexts: create, list, run (plain and streamed), restart, delete.
+	cx := api + "/api/v1/contexts"
+	r = cc.do(contractCall{op: "createContext", method: "POST", url: cx, token: tok, status: 201,
+		body: map[string]any{"sandbox_id": sb, "language": "python", "cwd": e.workdir, "env": map[string]string{"K": "V"}}})
+	ctxURL := cx + "/" + r.str("id")
+	for _, c := range []contractCall{
+		{op: "createContext", method: "POST", url: cx, body: map[string]any{"sandbox_id": sb, "language": "cobol"}, status: 422, invalid: true},
+		{op: "listContexts", method: "GET", url: cx + sbq, status: 200},
+		{op: "runContext", method: "POST", url: ctxURL + "/run", body: map[string]any{"code": "x = 1\nx + 1", "timeout": 30}, status: 200},
+		{op: "runContext", method: "POST", url: ctxURL + "/run", body: map[string]any{"code": "1/0"}, status: 200},
+		{op: "runContext", method: "POST", url: ctxURL + "/run", body: map[string]any{"timeout": 30}, status: 400, invalid: true},
+		{op: "runContextStream", method: "POST", url: ctxURL + "/run/stream", body: map[string]any{"code": "print('hi')\nx"}, status: 200},
+		{op: "restartContext", method: "POST", url: ctxURL + "/restart", status: 200},
+		{op: "deleteContext", method: "DELETE", url: ctxURL, status: 200},
+		{op: "deleteContext", method: "DELETE", url: ctxURL, status: 404},
+		{op: "restartContext", method: "POST", url: cx + "/nope/restart", status: 404},
+	} {
+		c.token = tok
+		r = cc.do(c)
+		if c.op == "runContextStream" && !strings.Contains(string(r.raw), `"type":"result"`) {
+			t.Fatalf("context stream = %s, want a result line", r.raw)
+		}
+	}
+
 	// Sessions.
 	r = cc.do(contractCall{op: "createSession", method: "POST", url: api + "/api/v1/sessions", token: tok, headers: []string{"Idempotency-Key", "oapi-flow-2"},
 		body: map[string]any{"image": testImage, "cpu_count": 1, "memory_mb": 512, "idle_timeout": 600}, status: 201})
@@ -169,6 +233,39 @@ func TestOpenAPILiveFlow(t *testing.T) {
 	} {
 		cc.do(c)
 	}
+
+	// The caller's webhook, pointed at a loopback receiver (development
+	// mode allows private addresses).
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(hook.Close)
+	wh := api + "/api/v1/webhook"
+	r = cc.do(contractCall{op: "createToken", method: "POST", url: api + "/api/v1/auth/token", body: map[string]string{"user_id": "bob", "role": "user"}, status: 200})
+	tok2 := r.str("access_token") // alice revoked hers above
+	for _, c := range []contractCall{
+		{op: "getWebhook", method: "GET", url: wh, status: 404},
+		{op: "putWebhook", method: "PUT", url: wh, body: map[string]any{"url": hook.URL + "/hook"}, status: 200},
+		{op: "putWebhook", method: "PUT", url: wh, body: map[string]any{"url": hook.URL + "/hook", "secret": "0123456789abcdef0123"}, status: 200},
+		{op: "putWebhook", method: "PUT", url: wh, body: map[string]any{"url": "ftp://example.com/"}, status: 422},
+		{op: "putWebhook", method: "PUT", url: wh, body: map[string]any{}, status: 422, invalid: true},
+		{op: "getWebhook", method: "GET", url: wh, status: 200},
+		{op: "deleteWebhook", method: "DELETE", url: wh, status: 204},
+		{op: "deleteWebhook", method: "DELETE", url: wh, status: 404},
+	} {
+		c.token = tok2
+		cc.do(c)
+	}
+
+	// Admin: members, a snapshot saved and restored as it is, and drain,
+	// which this Docker-less server cannot do (no Drainer: 501).
+	adm := api + "/api/v1/admin"
+	cc.do(contractCall{op: "adminListMembers", method: "GET", url: adm + "/members", token: tok2, status: 403})
+	cc.do(contractCall{op: "adminListMembers", method: "GET", url: adm + "/members", token: admin, status: 200})
+	r = cc.do(contractCall{op: "adminSaveSnapshot", method: "GET", url: adm + "/snapshot", token: admin, status: 200})
+	snap := r.raw
+	cc.do(contractCall{op: "adminRestoreSnapshot", method: "POST", url: adm + "/snapshot/restore", token: admin, body: snap, ctype: "application/json", status: 200})
+	cc.do(contractCall{op: "adminRestoreSnapshot", method: "POST", url: adm + "/snapshot/restore", token: admin, body: []byte(`{"version":"no"}`), ctype: "application/json", status: 400})
+	cc.do(contractCall{op: "adminDrainNode", method: "POST", url: adm + "/nodes/worker-1/drain", token: admin, status: 501})
+	cc.do(contractCall{op: "adminUndrainNode", method: "DELETE", url: adm + "/nodes/worker-1/drain", token: admin, status: 501})
 
 	var missed []string
 	for _, d := range documentedOps(cc.doc) {
