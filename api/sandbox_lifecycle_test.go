@@ -38,6 +38,33 @@ func TestSandboxOptionsReadBackOnAnotherNode(t *testing.T) {
 	if got := x.str("stdout"); got != "hello request\n" {
 		t.Errorf("stdout %q, want the sandbox's env with the request's on top", got)
 	}
+
+	// Every transition through one node, read back through another with
+	// the write's index.
+	second := nodeEnv(e, urls[1])
+	steps := []struct {
+		name, path string
+		body       any
+		via, read  *env
+		status     string
+		check      func(result) bool
+	}{
+		{"set_timeout", "/timeout", map[string]any{"timeout": 3600}, second, other, "active",
+			func(g result) bool { return g.str("expires_at") != r.str("expires_at") }},
+		{"pause", "/pause", nil, other, second, "paused", nil},
+		{"connect resumes", "/connect", nil, second, other, "active", nil},
+		{"pause again", "/pause", nil, e, other, "paused", nil},
+		{"resume", "/resume", nil, other, e, "active", nil},
+	}
+	for _, st := range steps {
+		w := st.via.call("POST", "/api/v1/sandbox/"+id+st.path, tok, st.body)
+		expect(t, w, http.StatusOK, "")
+		g := st.read.call("GET", "/api/v1/sandbox/"+id, tok, nil, headerIndex, w.header.Get(headerIndex))
+		expect(t, g, http.StatusOK, "")
+		if g.str("status") != st.status || (st.check != nil && !st.check(g)) {
+			t.Errorf("%s: read on another node: %s", st.name, g.raw)
+		}
+	}
 }
 
 func TestSandboxOptionsAreValidated(t *testing.T) {
