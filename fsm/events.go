@@ -205,12 +205,17 @@ func eventOf(typ EventType, before, after *Sandbox) Event {
 // false when events after that point were already dropped (the log keeps
 // the newest maxEvents): the caller has missed some.
 func (f *FSM) EventsAfter(index uint64, seq int, limit int) (events []Event, applied uint64, complete bool) {
-	txn := f.read()
-	meta := readMeta(txn)
 	start := eventKey(index+1, 0)
 	if seq < maxEventSeq {
 		start = eventKey(index, seq+1)
 	}
+	return f.eventsFrom(start, limit)
+}
+
+// eventsFrom reads up to limit events stored at or after key start.
+func (f *FSM) eventsFrom(start string, limit int) (events []Event, applied uint64, complete bool) {
+	txn := f.read()
+	meta := readMeta(txn)
 	complete = meta.EventsDroppedThrough == "" || start > meta.EventsDroppedThrough
 	it, err := txn.LowerBound(tableEvents, "id", start)
 	must(err)

@@ -161,14 +161,7 @@ func (f *FSM) Webhooks() []*Webhook {
 // EventsAfterKey returns up to limit events after the one stored under key
 // ("" for the oldest kept), oldest first; complete as in EventsAfter.
 func (f *FSM) EventsAfterKey(key string, limit int) (events []Event, complete bool) {
-	txn := f.read()
-	meta := readMeta(txn)
-	complete = meta.EventsDroppedThrough == "" || key >= meta.EventsDroppedThrough
-	it, err := txn.LowerBound(tableEvents, "id", key+"\x00")
-	must(err)
-	for raw := it.Next(); raw != nil && len(events) < limit; raw = it.Next() {
-		events = append(events, raw.(*eventRow).Event)
-	}
+	events, _, complete = f.eventsFrom(key+"\x00", limit)
 	return events, complete
 }
 
