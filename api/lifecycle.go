@@ -79,17 +79,8 @@ func (s *Server) acquireCommand(req acquireRequest, p *principal) (*fsm.SandboxA
 		if res.MemoryMB == 0 {
 			res.MemoryMB = s.cfg.DefaultMemoryMB
 		}
-		if v := req.CPUCount; v != nil {
-			if *v < minCPU || *v > maxCPU {
-				return nil, errUnprocessable("cpu_count must be between %g and %g", minCPU, maxCPU)
-			}
-			res.CPUCount = *v
-		}
-		if v := req.MemoryMB; v != nil {
-			if *v < minMemoryMB || *v > maxMemoryMB {
-				return nil, errUnprocessable("memory_mb must be between %d and %d", minMemoryMB, maxMemoryMB)
-			}
-			res.MemoryMB = *v
+		if err := requestedSize(req.CPUCount, req.MemoryMB, &res.CPUCount, &res.MemoryMB); err != nil {
+			return nil, err
 		}
 		if v := req.DiskMB; v != nil {
 			if *v < minDiskMB || *v > maxDiskMB {

@@ -39,6 +39,24 @@ func validImage(image string) error {
 	return nil
 }
 
+// requestedSize checks the cpu_count and memory_mb a request names (nil:
+// not named) and writes them over the defaults in cpu and mem.
+func requestedSize(reqCPU *float64, reqMem *int64, cpu *float64, mem *int64) error {
+	if reqCPU != nil {
+		if *reqCPU < minCPU || *reqCPU > maxCPU {
+			return errUnprocessable("cpu_count must be between %g and %g", minCPU, maxCPU)
+		}
+		*cpu = *reqCPU
+	}
+	if reqMem != nil {
+		if *reqMem < minMemoryMB || *reqMem > maxMemoryMB {
+			return errUnprocessable("memory_mb must be between %d and %d", minMemoryMB, maxMemoryMB)
+		}
+		*mem = *reqMem
+	}
+	return nil
+}
+
 // sessionCommand validates the request and fills defaults.
 func (s *Server) sessionCommand(req sessionRequest, p *principal) (*fsm.SessionCreate, error) {
 	// The replicated pool configuration is the one source of default sizes,
@@ -59,17 +77,8 @@ func (s *Server) sessionCommand(req sessionRequest, p *principal) (*fsm.SessionC
 	if err := s.checkNetwork(req.Network); err != nil {
 		return nil, err
 	}
-	if req.CPUCount != nil {
-		if *req.CPUCount < minCPU || *req.CPUCount > maxCPU {
-			return nil, errUnprocessable("cpu_count must be between %g and %g", minCPU, maxCPU)
-		}
-		cmd.CPUCount = *req.CPUCount
-	}
-	if req.MemoryMB != nil {
-		if *req.MemoryMB < minMemoryMB || *req.MemoryMB > maxMemoryMB {
-			return nil, errUnprocessable("memory_mb must be between %d and %d", minMemoryMB, maxMemoryMB)
-		}
-		cmd.MemoryMB = *req.MemoryMB
+	if err := requestedSize(req.CPUCount, req.MemoryMB, &cmd.CPUCount, &cmd.MemoryMB); err != nil {
+		return nil, err
 	}
 	for _, f := range []struct {
 		name string
